@@ -1,0 +1,104 @@
+"""YAML configs in OpenPCDet's style: EasyDict, `_BASE_CONFIG_` inheritance, `--set` overrides."""
+import ast
+from pathlib import Path
+
+import yaml
+from easydict import EasyDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the key or file."""
+
+
+def _resolve_base(base: str, including_file: Path) -> Path:
+    """Find a `_BASE_CONFIG_` path: as given (OpenPCDet resolves from the CWD), then beside the
+    including file, then from the repository root."""
+    for candidate in (Path(base), including_file.parent / base, REPO_ROOT / base):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f'{including_file}: _BASE_CONFIG_ {base!r} not found (looked in the working '
+                      f'directory, beside the file, and under {REPO_ROOT})')
+
+
+def _merge(into: EasyDict, new: dict, source: Path) -> EasyDict:
+    if '_BASE_CONFIG_' in new:
+        base_path = _resolve_base(new['_BASE_CONFIG_'], source)
+        into.update(load_yaml_with_bases(base_path))
+    for key, val in new.items():
+        if key == '_BASE_CONFIG_':
+            continue
+        if isinstance(val, dict):
+            into.setdefault(key, EasyDict())
+            if not isinstance(into[key], dict):
+                into[key] = EasyDict()
+            _merge(into[key], val, source)
+        else:
+            into[key] = val
+    return into
+
+
+def load_yaml_with_bases(path) -> EasyDict:
+    """Read one YAML file, filling every section that names `_BASE_CONFIG_` from that file first."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f'config file not found: {path}')
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f'{path}: not valid YAML: {err}') from err
+    if not isinstance(data, dict):
+        raise ConfigError(f'{path}: top level must be a mapping')
+    return _merge(EasyDict(), data, path)
+
+
+def cfg_from_yaml_file(path, cfg: EasyDict = None) -> EasyDict:
+    """Load `path` (with its bases) into `cfg` (a new EasyDict by default) and return it."""
+    cfg = EasyDict() if cfg is None else cfg
+    cfg.update(load_yaml_with_bases(path))
+    return cfg
+
+
+def _parse_value(text: str, old):
+    """Parse a `--set` value like OpenPCDet: Python literal if it parses, else the raw string."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text
+    if isinstance(old, list) and isinstance(value, str) and ',' in value:
+        value = [_parse_value(v, None) for v in value.split(',')]
+    return value
+
+
+def cfg_from_list(pairs, cfg: EasyDict) -> EasyDict:
+    """Apply `--set KEY.SUB value ...` overrides; an unknown key or a type change is an error."""
+    if len(pairs) % 2:
+        raise ConfigError(f'--set needs KEY VALUE pairs, got {pairs}')
+    for dotted, text in zip(pairs[0::2], pairs[1::2]):
+        node = cfg
+        keys = dotted.split('.')
+        for depth, key in enumerate(keys[:-1]):
+            if not isinstance(node, dict) or key not in node:
+                raise ConfigError(f'--set {dotted}: unknown key {".".join(keys[:depth + 1])}')
+            node = node[key]
+        last = keys[-1]
+        if not isinstance(node, dict) or last not in node:
+            raise ConfigError(f'--set {dotted}: unknown key {dotted}')
+        old = node[last]
+        value = _parse_value(text, old)
+        if old is not None and not _same_kind(old, value):
+            raise ConfigError(f'--set {dotted}: expected {type(old).__name__} like {old!r}, got {text!r}')
+        node[last] = EasyDict(value) if isinstance(value, dict) else value
+    return cfg
+
+
+def _same_kind(old, new) -> bool:
+    numbers = (int, float)
+    if isinstance(old, bool) or isinstance(new, bool):
+        return isinstance(old, bool) and isinstance(new, bool)
+    if isinstance(old, numbers) and isinstance(new, numbers):
+        return not (isinstance(old, int) and isinstance(new, float) and not new.is_integer())
+    if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
+        return True
+    return type(old) is type(new)

@@ -1,0 +1,224 @@
+"""Sweep sources: where a dataset layout keeps its sweeps and how one is read, behind `DATA_CONFIG.DATASET`.
+
+`DATA_CONFIG.DATA_SPLIT[mode]` selects the sweeps; what it names depends on the layout (see each class).
+A listed drive, sequence, segment or list file that does not exist raises SweepError when the source is
+built (before training); a listed sweep that cannot be read raises SweepError from `read` (skipped)."""
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .readers import SweepError, read_float32_records
+from .readers.nuscenes import read_nuscenes_lidar
+from .readers.tfrecord_index import load_record_index
+from .readers.waymo import WAYMO_TOP_LIDAR_ORIGIN, read_waymo_npy, read_waymo_tfrecord_frame
+
+ALL = 'all'  # DATA_SPLIT value: everything under DATA_PATH
+KITTI_FEATURES = ('x', 'y', 'z', 'intensity')
+WAYMO_FEATURES = ('x', 'y', 'z', 'intensity', 'elongation')
+NUSCENES_FEATURES = ('x', 'y', 'z', 'intensity', 'timestamp')
+KITTI_RAW_DRIVE = re.compile(r'\d{4}_\d{2}_\d{2}_drive_\d{4}_sync')
+
+
+class SweepSource:
+    """A list of sweeps of one layout. Subclasses fill `self.items` (paths relative to the root unless
+    they override `path`) and implement `read`; `FEATURES` are the columns `read` returns."""
+
+    FEATURES = KITTI_FEATURES
+    DEFAULT_ORIGIN = (0.0, 0.0, 0.0)
+
+    def __init__(self, dataset_cfg, root: Path, split):
+        self.cfg, self.root, self.split = dataset_cfg, Path(root), split
+        self.origin = np.asarray(dataset_cfg.get('SENSOR_ORIGIN', self.DEFAULT_ORIGIN), dtype=np.float64)
+        self.items = []
+
+    def __len__(self):
+        return len(self.items)
+
+    def frame_id(self, index: int) -> str:
+        return str(self.items[index])
+
+    def location(self, index: int) -> str:
+        """Where sweep `index` lives (a file path), for warnings."""
+        return str(self.path(index))
+
+    def path(self, index: int) -> Path:
+        return self.root / self.items[index]
+
+    def read(self, index: int):
+        """Return (points float32 (N, C) in the source's feature order, sensor origin (3,))."""
+        raise NotImplementedError
+
+
+def read_split_file(path: Path) -> list:
+    """Ids listed one per line (blank lines ignored); a missing list is a SweepError naming it."""
+    if not path.is_file():
+        raise SweepError(path, 'split file not found')
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def list_file(root: Path, name) -> Path:
+    """A list file named in DATA_SPLIT: absolute, or relative to DATA_PATH."""
+    path = Path(name)
+    return path if path.is_absolute() else root / path
+
+
+def sorted_names(folder: Path, suffix: str) -> list:
+    """Names of the entries of `folder` ending in `suffix`, sorted; a missing folder is a SweepError."""
+    if not folder.is_dir():
+        raise SweepError(folder, 'listed folder not found')
+    return sorted(entry.name for entry in os.scandir(folder) if entry.name.endswith(suffix))
+
+
+class KittiObjectSweeps(SweepSource):
+    """KITTI 3D object: `training/velodyne/<id>.bin` for the ids in `ImageSets/<split>.txt`."""
+
+    def __init__(self, dataset_cfg, root, split):
+        super().__init__(dataset_cfg, root, split)
+        self.items = read_split_file(self.root / 'ImageSets' / f'{split}.txt')
+
+    def path(self, index: int) -> Path:
+        return self.root / 'training' / 'velodyne' / f'{self.items[index]}.bin'
+
+    def read(self, index):
+        return read_float32_records(self.path(index), 4), self.origin
+
+
+class KittiRawSweeps(SweepSource):
+    """KITTI raw: `<date>/<date>_drive_<NNNN>_sync/velodyne_points/data/<NNNNNNNNNN>.bin`.
+
+    DATA_SPLIT[mode] is `all` (every drive under DATA_PATH) or a drive list file (relative to DATA_PATH,
+    or absolute) naming one `<date>_drive_<NNNN>_sync` per line."""
+
+    def __init__(self, dataset_cfg, root, split):
+        super().__init__(dataset_cfg, root, split)
+        if split == ALL:
+            drives = sorted(path.relative_to(self.root) for path in self.root.glob('*/*_drive_*_sync'))
+        else:
+            names = [Path(line).name for line in read_split_file(list_file(self.root, split))]
+            bad = [name for name in names if not KITTI_RAW_DRIVE.fullmatch(name)]
+            if bad:
+                raise SweepError(list_file(self.root, split), f'not <date>_drive_<NNNN>_sync names: {bad[:3]}')
+            drives = [Path(name[:10], name) for name in names]
+        folders = [drive / 'velodyne_points' / 'data' for drive in drives]
+        self.items = [folder / name for folder in folders for name in sorted_names(self.root / folder, '.bin')]
+
+    def read(self, index):
+        return read_float32_records(self.path(index), 4), self.origin
+
+
+def sequence_name(sequence) -> str:
+    """`8`, `'8'` and `'08'` all name `sequences/08`; other names are kept as they are."""
+    text = str(sequence)
+    return text.zfill(2) if text.isdigit() else text
+
+
+class SequenceSweeps(SweepSource):
+    """SemanticKITTI / KITTI-360-style sequences: `sequences/<NN>/velodyne/<NNNNNN>.bin`.
+
+    DATA_SPLIT[mode] is a list of sequence ids (e.g. ['00', '01']) or `all`."""
+
+    def __init__(self, dataset_cfg, root, split):
+        super().__init__(dataset_cfg, root, split)
+        if split == ALL:
+            sequences = sorted(path.parent.name for path in self.root.glob('sequences/*/velodyne'))
+        else:
+            sequences = [sequence_name(s) for s in split]
+        folders = [Path('sequences', s, 'velodyne') for s in sequences]
+        self.items = [folder / name for folder in folders for name in sorted_names(self.root / folder, '.bin')]
+
+    def read(self, index):
+        return read_float32_records(self.path(index), 4), self.origin
+
+
+class NuScenesSweeps(SweepSource):
+    """nuScenes LIDAR_TOP, in the sensor frame: the key frames `samples/LIDAR_TOP/*.pcd.bin`, plus the
+    in-between `sweeps/LIDAR_TOP/*.pcd.bin` when INCLUDE_SWEEPS is set. DATA_SPLIT[mode] is `all` or a
+    list file (relative to DATA_PATH, or absolute) of such paths relative to DATA_PATH, one per line."""
+
+    FEATURES = NUSCENES_FEATURES
+
+    def __init__(self, dataset_cfg, root, split):
+        super().__init__(dataset_cfg, root, split)
+        if split == ALL:
+            kinds = ('samples', 'sweeps') if dataset_cfg.get('INCLUDE_SWEEPS', False) else ('samples',)
+            folders = [Path(kind, 'LIDAR_TOP') for kind in kinds]
+            self.items = [folder / name for folder in folders for name in sorted_names(self.root / folder, '.pcd.bin')]
+        else:
+            self.items = [Path(line) for line in read_split_file(list_file(self.root, split))]
+
+    def read(self, index):
+        return read_nuscenes_lidar(self.path(index)), self.origin
+
+
+def waymo_segments(root: Path, split: str) -> list:
+    """Segment names listed in `ImageSets/<split>.txt` (OpenPCDet lists them as `<segment>.tfrecord`)."""
+    return [Path(line).stem for line in read_split_file(root / 'ImageSets' / f'{split}.txt')]
+
+
+class WaymoProcessedSweeps(SweepSource):
+    """OpenPCDet's processed Waymo frames (vehicle frame): `<PROCESSED_DATA_TAG>/<segment>/<NNNN>.npy` for the
+    segments in `ImageSets/<split>.txt`. NLZ points are dropped and intensity is tanh-squashed (as OpenPCDet
+    does); rays start at SENSOR_ORIGIN, the TOP lidar's mounting point (Waymo's by default)."""
+
+    FEATURES = WAYMO_FEATURES
+    DEFAULT_ORIGIN = WAYMO_TOP_LIDAR_ORIGIN
+
+    def __init__(self, dataset_cfg, root, split):
+        super().__init__(dataset_cfg, root, split)
+        tag = dataset_cfg.get('PROCESSED_DATA_TAG', 'waymo_processed_data_v0_5_0')
+        folders = [Path(tag, segment) for segment in waymo_segments(self.root, split)]
+        self.items = [folder / name for folder in folders for name in sorted_names(self.root / folder, '.npy')]
+
+    def read(self, index):
+        return read_waymo_npy(self.path(index), origin=self.origin)
+
+
+class WaymoTfrecordSweeps(SweepSource):
+    """Raw Waymo `Frame` records, read without TensorFlow: `<RAW_DATA_TAG>/<segment>.tfrecord` for the segments
+    in `ImageSets/<split>.txt`, one sweep per record. Record offsets are indexed once and cached in INDEX_CACHE
+    (default `<DATA_PATH>/<RAW_DATA_TAG>_index.json`). Rays start at each frame's TOP lidar extrinsic."""
+
+    FEATURES = WAYMO_FEATURES
+
+    def __init__(self, dataset_cfg, root, split):
+        super().__init__(dataset_cfg, root, split)
+        tag = dataset_cfg.get('RAW_DATA_TAG', 'raw_data')
+        files = [Path(tag, f'{segment}.tfrecord') for segment in waymo_segments(self.root, split)]
+        cache = dataset_cfg.get('INDEX_CACHE') or self.root / f'{tag}_index.json'
+        self.unindexed = {}
+        for name, entry in zip(files, load_record_index([self.root / name for name in files], cache)):
+            if 'error' in entry:
+                self.unindexed[name] = entry['error']
+                self.items.append((name, None))
+            else:
+                self.items += [(name, offset) for offset in entry['offsets']]
+
+    def frame_id(self, index: int) -> str:
+        name, offset = self.items[index]
+        return f'{name}@{offset}'
+
+    def path(self, index: int) -> Path:
+        return self.root / self.items[index][0]
+
+    def location(self, index: int) -> str:
+        name, offset = self.items[index]
+        return f'{self.root / name} (record at offset {offset})' if offset is not None else str(self.root / name)
+
+    def read(self, index):
+        name, offset = self.items[index]
+        if offset is None:
+            raise SweepError(self.path(index), f'cannot index its records: {self.unindexed[name]}')
+        return read_waymo_tfrecord_frame(self.path(index), offset)
+
+
+SOURCES = {cls.__name__: cls for cls in (KittiObjectSweeps, KittiRawSweeps, SequenceSweeps, NuScenesSweeps,
+                                         WaymoProcessedSweeps, WaymoTfrecordSweeps)}
+
+
+def build_source(dataset_cfg, root, split) -> SweepSource:
+    name = dataset_cfg.DATASET
+    if name not in SOURCES:
+        raise KeyError(f'DATA_CONFIG.DATASET {name!r} is unknown; known: {sorted(SOURCES)}')
+    return SOURCES[name](dataset_cfg, root, split)

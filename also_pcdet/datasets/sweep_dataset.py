@@ -1,0 +1,128 @@
+"""Sweeps to training samples: read, crop, decimate, draw queries, augment, voxelize, collate."""
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch.utils.data
+from easydict import EasyDict
+
+from .augmentation import RigidAugmentation
+from .queries import decimate, sample_queries
+from .readers import SweepError
+from .sources import build_source
+from .voxelizer import Voxelizer
+
+QUERY_FIELDS = ('occupancy', 'intensity', 'intensity_mask')
+
+
+def check_points(points: np.ndarray, where):
+    """Raise SweepError for a sweep with no points or with NaN/inf values."""
+    if len(points) == 0:
+        raise SweepError(where, 'empty sweep (0 points)')
+    if not np.isfinite(points).all():
+        bad = int((~np.isfinite(points).all(axis=1)).sum())
+        raise SweepError(where, f'{bad} of {len(points)} points have NaN/inf values')
+
+
+def inside_range(xyz: np.ndarray, point_cloud_range) -> np.ndarray:
+    """Mask of the points inside [x0, x1) x [y0, y1) x [z0, z1): the cells the voxelizer keeps."""
+    low, high = point_cloud_range[:3], point_cloud_range[3:6]
+    return np.all((xyz >= low) & (xyz < high), axis=1)
+
+
+class SweepDataset(torch.utils.data.Dataset):
+    """Unlabelled lidar sweeps as ALSO samples, with the attributes OpenPCDet's detectors read
+    (`point_cloud_range`, `voxel_size`, `grid_size`, `point_feature_encoder`, ...)."""
+
+    def __init__(self, dataset_cfg, training: bool = True, root_path=None, seed: int = 0):
+        self.dataset_cfg, self.training, self.seed, self.epoch = dataset_cfg, training, int(seed), 0
+        self.mode = 'train' if training else 'test'
+        self.root_path = Path(root_path or dataset_cfg.DATA_PATH)
+        self.class_names = list(dataset_cfg.get('CLASS_NAMES', []) or [])
+        self.point_cloud_range = np.array(dataset_cfg.POINT_CLOUD_RANGE, dtype=np.float32)
+        self.voxel_size = np.array(dataset_cfg.VOXEL_SIZE, dtype=np.float32)
+        extent = self.point_cloud_range[3:6] - self.point_cloud_range[0:3]
+        self.grid_size = np.round(extent / self.voxel_size).astype(np.int64)
+        self.depth_downsample_factor = None
+        encoding = dataset_cfg.POINT_FEATURE_ENCODING
+        self.used_columns = [encoding.src_feature_list.index(f) for f in encoding.used_feature_list]
+        self.intensity_column = (encoding.src_feature_list.index('intensity')
+                                 if 'intensity' in encoding.src_feature_list else None)
+        self.point_feature_encoder = EasyDict(num_point_features=len(self.used_columns))
+        self.source = build_source(dataset_cfg, self.root_path, dataset_cfg.DATA_SPLIT[self.mode])
+        self.sample_ids = list(range(0, len(self.source), dataset_cfg.get('SAMPLE_INTERVAL', {}).get(self.mode, 1)))
+        vox = dataset_cfg.VOXELIZATION
+        self.voxelizer = Voxelizer(self.voxel_size, self.point_cloud_range, len(self.used_columns),
+                                   vox.MAX_POINTS_PER_VOXEL, vox.MAX_NUMBER_OF_VOXELS[self.mode])
+
+    def __len__(self):
+        return len(self.sample_ids)
+
+    def set_epoch(self, epoch: int):
+        """Queries and augmentation are drawn from (seed, epoch, index): set before each epoch."""
+        self.epoch = int(epoch)
+
+    def __getitem__(self, index):
+        """The sample at `index`; an unusable sweep is recorded in `skipped` and the next one is used,
+        so every batch stays full (which DDP needs)."""
+        skipped = []
+        for attempt in range(len(self)):
+            current = (index + attempt) % len(self)
+            source_index = self.sample_ids[current]
+            frame_id = self.source.frame_id(source_index)
+            try:
+                points, origin = self.source.read(source_index)
+                sample = self.prepare(points, origin, frame_id, current)
+            except SweepError as err:
+                skipped.append((self.source.location(source_index), err.reason))
+                continue
+            sample['skipped'] = skipped
+            return sample
+        raise RuntimeError(f'no usable sweep under {self.root_path}: {len(skipped)} tried, e.g. {skipped[:3]}')
+
+    def rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch if self.training else 0, index])
+
+    def crop_mask(self, xyz: np.ndarray) -> np.ndarray:
+        return inside_range(xyz, self.point_cloud_range)
+
+    def prepare(self, points: np.ndarray, origin: np.ndarray, frame_id: str, index: int) -> dict:
+        """Turn one raw sweep (N, C) seen from `origin` into a sample; raises SweepError if unusable."""
+        cfg, rng = self.dataset_cfg, self.rng(index)
+        check_points(points, frame_id)
+        if self.training and cfg.AUGMENTATION.ENABLED:
+            augmentation = RigidAugmentation.draw(cfg.AUGMENTATION, rng)
+            points, origin = augmentation.apply(points), augmentation.apply(origin)
+        points = points[self.crop_mask(points[:, :3])]
+        if len(points) == 0:
+            raise SweepError(frame_id, 'no point inside POINT_CLOUD_RANGE')
+        q_cfg = cfg.QUERIES
+        points = points[decimate(points[:, :3], q_cfg.DECIMATION_CELL, rng)]
+        intensity = (points[:, self.intensity_column] if self.intensity_column is not None
+                     else np.zeros(len(points), dtype=np.float32))
+        queries = sample_queries(points[:, :3], intensity, origin, q_cfg.NUM_QUERIES, q_cfg.BAND, rng)
+        if self.intensity_column is None:
+            queries['intensity_mask'][:] = 0
+        if len(points) > q_cfg.MAX_INPUT_POINTS:
+            points = points[np.sort(rng.choice(len(points), q_cfg.MAX_INPUT_POINTS, replace=False))]
+        points = np.ascontiguousarray(points[:, self.used_columns], dtype=np.float32)
+        sample = {'frame_id': frame_id, 'points': points, 'queries': queries['xyz'],
+                  'sensor_origin': np.asarray(origin, dtype=np.float32)}
+        sample.update({f'query_{name}': queries[name] for name in QUERY_FIELDS})
+        sample.update(self.voxelizer(points))
+        return sample
+
+    @staticmethod
+    def collate_batch(samples: list) -> dict:
+        """Stack samples into an OpenPCDet batch_dict; sweeps skipped on the way travel in `skipped`."""
+        batch = {'batch_size': len(samples), 'frame_id': np.array([s['frame_id'] for s in samples]),
+                 'skipped': [entry for s in samples for entry in s['skipped']]}
+        stacked = defaultdict(list)
+        for b, sample in enumerate(samples):
+            for key in ('points', 'voxel_coords', 'queries'):
+                stacked[key].append(np.pad(sample[key], ((0, 0), (1, 0)), constant_values=b))
+            for key in ('voxels', 'voxel_num_points') + tuple(f'query_{n}' for n in QUERY_FIELDS):
+                stacked[key].append(sample[key])
+            stacked['sensor_origin'].append(sample['sensor_origin'][None])
+        batch.update({key: np.concatenate(arrs, axis=0) for key, arrs in stacked.items()})
+        return batch

@@ -1,0 +1,131 @@
+"""Write synthetic sweeps in the real on-disk layouts of KITTI raw, SemanticKITTI-style sequences and
+nuScenes, and the Waymo layouts sized by a number of sweeps. Frame i is `make_sweep(seed, i, lidar)`."""
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .kitti_writer import make_sweep
+from .lidar import HDL64, LidarModel
+from .waymo_writer import write_waymo_processed, write_waymo_tfrecord
+
+# nuScenes LIDAR_TOP is a Velodyne HDL-32E: 32 beams from +10.67 to -30.67 deg, 20 Hz (0.33 deg steps).
+HDL32 = LidarModel(inclinations_deg=tuple(np.round(np.linspace(10.67, -30.67, 32), 4)), azimuth_step_deg=0.33,
+                   max_range=70.0, min_range=1.0, mount_height=1.84)
+KITTI_RAW_DATES = ('2011_09_26', '2011_09_28', '2011_09_29', '2011_09_30', '2011_10_03')
+NUSCENES_SWEEP_US = 50_000  # 20 Hz
+NUSCENES_KEYFRAME_EVERY = 10  # key frames (samples/) at 2 Hz, the others in sweeps/
+
+
+def kitti_record(sweep) -> np.ndarray:
+    """KITTI velodyne record: float32 x, y, z, reflectance in [0, 1]."""
+    return sweep['points']
+
+
+def nuscenes_record(sweep) -> np.ndarray:
+    """nuScenes `.pcd.bin` record: float32 x, y, z, intensity 0-255 (whole numbers), ring index."""
+    points = sweep['points']
+    return np.column_stack([points[:, :3], np.round(points[:, 3] * 255.0), sweep['ring']]).astype(np.float32)
+
+
+def _write_frame(job):
+    path, seed, index, lidar, encode = job
+    encode(make_sweep(seed, index, lidar)).tofile(path)
+
+
+def write_frames(paths, seed, lidar, encode, workers=1, progress=False):
+    """Write frame i (= make_sweep(seed, i, lidar), encoded) to paths[i], over `workers` processes."""
+    for folder in {Path(path).parent for path in paths}:
+        folder.mkdir(parents=True, exist_ok=True)
+    jobs = [(path, seed, index, lidar, encode) for index, path in enumerate(paths)]
+    with tqdm(total=len(jobs), desc='sweeps', unit='sweep', disable=not progress) as bar:
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                for _ in pool.map(_write_frame, jobs):
+                    bar.update()
+        else:
+            for job in jobs:
+                _write_frame(job)
+                bar.update()
+
+
+def kitti_raw_drive(drive: int) -> Path:
+    """`<date>/<date>_drive_<NNNN>_sync` of synthetic drive `drive` (dates cycle over KITTI raw's five)."""
+    date = KITTI_RAW_DATES[drive % len(KITTI_RAW_DATES)]
+    return Path(date, f'{date}_drive_{drive + 1:04d}_sync')
+
+
+def write_kitti_raw(root, num_sweeps, seed, *, frames_per_drive=10, workers=1, progress=False) -> list:
+    """KITTI raw: root/<date>/<date>_drive_<NNNN>_sync/velodyne_points/data/<NNNNNNNNNN>.bin (HDL-64,
+    float32 x, y, z, reflectance) and velodyne_points/timestamps.txt, `frames_per_drive` frames per drive.
+    Returns the sweep paths in frame order."""
+    root = Path(root)
+    drives = [root / kitti_raw_drive(i // frames_per_drive) / 'velodyne_points' for i in range(num_sweeps)]
+    paths = [drive / 'data' / f'{i % frames_per_drive:010d}.bin' for i, drive in enumerate(drives)]
+    write_frames(paths, seed, HDL64, kitti_record, workers, progress)
+    start = datetime(2011, 9, 26, 13, 2, 25)
+    for drive in sorted(set(drives)):
+        count = sum(1 for d in drives if d == drive)
+        (drive / 'timestamps.txt').write_text(''.join(
+            f'{start + timedelta(seconds=0.1 * k):%Y-%m-%d %H:%M:%S.%f}000\n' for k in range(count)))
+    return paths
+
+
+def write_sequences(root, num_sweeps, seed, *, frames_per_sequence=10, workers=1, progress=False) -> list:
+    """SemanticKITTI-style: root/sequences/<NN>/velodyne/<NNNNNN>.bin (HDL-64, float32 x, y, z, reflectance)
+    and sequences/<NN>/times.txt, `frames_per_sequence` frames per sequence. Returns the sweep paths."""
+    root = Path(root)
+    folders = [root / 'sequences' / f'{i // frames_per_sequence:02d}' for i in range(num_sweeps)]
+    paths = [folder / 'velodyne' / f'{i % frames_per_sequence:06d}.bin' for i, folder in enumerate(folders)]
+    write_frames(paths, seed, HDL64, kitti_record, workers, progress)
+    for folder in sorted(set(folders)):
+        count = sum(1 for f in folders if f == folder)
+        (folder / 'times.txt').write_text(''.join(f'{0.1 * k:e}\n' for k in range(count)))
+    return paths
+
+
+def nuscenes_name(scene: int, frame: int) -> str:
+    """`<log>__LIDAR_TOP__<microseconds>.pcd.bin`, the name nuScenes gives a LIDAR_TOP sweep."""
+    log = f'n015-2018-07-{scene % 28 + 1:02d}-11-22-45+0800'
+    return f'{log}__LIDAR_TOP__{1532402927647951 + scene * 3_600_000_000 + frame * NUSCENES_SWEEP_US}.pcd.bin'
+
+
+def write_nuscenes(root, num_sweeps, seed, *, frames_per_scene=40, workers=1, progress=False) -> list:
+    """nuScenes LIDAR_TOP (HDL-32E, sensor frame): every 10th frame of a scene is a key frame in
+    root/samples/LIDAR_TOP/, the others go to root/sweeps/LIDAR_TOP/; records are float32 x, y, z,
+    intensity 0-255, ring. Returns the sweep paths in frame order."""
+    root = Path(root)
+    paths = []
+    for i in range(num_sweeps):
+        scene, frame = divmod(i, frames_per_scene)
+        kind = 'samples' if frame % NUSCENES_KEYFRAME_EVERY == 0 else 'sweeps'
+        paths.append(root / kind / 'LIDAR_TOP' / nuscenes_name(scene, frame))
+    write_frames(paths, seed, HDL32, nuscenes_record, workers, progress)
+    return paths
+
+
+def _segments(num_sweeps, frames_per_segment):
+    """At least two segments (the Waymo writers send the last fifth, at least one, to val)."""
+    return max(2, math.ceil(num_sweeps / frames_per_segment))
+
+
+def write_waymo_processed_sweeps(root, num_sweeps, seed, *, frames_per_segment=5) -> list:
+    """OpenPCDet's processed Waymo layout (`write_waymo_processed`), whole segments of `frames_per_segment`
+    frames covering at least `num_sweeps` frames. Returns the writer's per-frame truth."""
+    return write_waymo_processed(root, _segments(num_sweeps, frames_per_segment), frames_per_segment, seed)
+
+
+def write_waymo_tfrecord_sweeps(root, num_sweeps, seed, *, frames_per_segment=5, raw_data_tag='raw_data') -> list:
+    """OpenPCDet's raw Waymo layout: root/raw_data/<segment>.tfrecord and root/ImageSets/{train,val}.txt
+    (`write_waymo_tfrecord`), sized like `write_waymo_processed_sweeps`. Returns the per-frame truth."""
+    root, raw = Path(root), Path(root) / raw_data_tag
+    truths = write_waymo_tfrecord(raw, _segments(num_sweeps, frames_per_segment), frames_per_segment, seed)
+    (root / 'ImageSets').mkdir(parents=True, exist_ok=True)
+    for listing in (raw / 'ImageSets').iterdir():
+        os.replace(listing, root / 'ImageSets' / listing.name)
+    (raw / 'ImageSets').rmdir()
+    return truths

@@ -1,0 +1,88 @@
+"""OpenPCDet-format checkpoints: atomic writes, rotation, resume discovery, weights_only loading."""
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..version import CHECKPOINT_VERSION
+
+EPOCH_CKPT = re.compile(r'checkpoint_epoch_(\d+)\.pth$')
+LATEST_NAME = 'latest_model.pth'
+
+
+def unwrap(model):
+    """The bare model behind a DistributedDataParallel wrapper."""
+    return model.module if hasattr(model, 'module') else model
+
+
+def cpu_state(state: dict) -> dict:
+    return {key: value.detach().cpu() for key, value in state.items()}
+
+
+def checkpoint_state(model, optimizer=None, epoch: int = 0, it: int = 0, **extra) -> dict:
+    """The stock OpenPCDet checkpoint dict, plus plain-value extras (e.g. rng_state, batch_in_epoch)."""
+    state = {'model_state': cpu_state(unwrap(model).state_dict()),
+             'optimizer_state': optimizer.state_dict() if optimizer is not None else None,
+             'epoch': int(epoch), 'it': int(it), 'version': CHECKPOINT_VERSION}
+    state.update(extra)
+    return state
+
+
+def save_atomic(state: dict, path) -> Path:
+    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    try:
+        with os.fdopen(fd, 'wb') as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path, map_location='cpu', mmap: bool = False) -> dict:
+    """Load with `weights_only=True`; a missing or unreadable file is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except Exception as err:
+        raise RuntimeError(f'{path}: cannot load checkpoint ({type(err).__name__}: {err})') from err
+
+
+def epoch_checkpoints(ckpt_dir) -> list:
+    """`checkpoint_epoch_N.pth` files in `ckpt_dir`, oldest epoch first."""
+    found = [(int(m.group(1)), p) for p in Path(ckpt_dir).glob('checkpoint_epoch_*.pth')
+             if (m := EPOCH_CKPT.search(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def rotate_checkpoints(ckpt_dir, keep: int):
+    """Delete the oldest epoch checkpoints so that at most `keep` remain."""
+    files = epoch_checkpoints(ckpt_dir)
+    for path in files[:max(len(files) - keep, 0)]:
+        path.unlink(missing_ok=True)
+
+
+def find_resume_checkpoint(ckpt_dir):
+    """The loadable checkpoint with the most iterations among the epoch files and `latest_model.pth`
+    (None if there is none). Unloadable files are skipped; their errors are returned alongside."""
+    candidates = epoch_checkpoints(ckpt_dir) + [p for p in [Path(ckpt_dir) / LATEST_NAME] if p.is_file()]
+    best, best_it, errors = None, -1, []
+    for path in candidates:
+        try:
+            it = int(load_checkpoint(path, mmap=True)['it'])
+        except (RuntimeError, KeyError) as err:
+            errors.append(str(err))
+            continue
+        if it > best_it:
+            best, best_it = path, it
+    return best, errors

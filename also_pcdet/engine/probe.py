@@ -1,0 +1,138 @@
+"""Few-label linear probe: did pretraining teach the frozen backbone anything about the scene?
+
+Each point of a labelled sweep (KITTI layout with `training/semantic/<id>.label`, uint32 class per
+point, as `write_kitti_object` writes) gets the frozen backbone's features at its voxel:
+x_conv1 (16 channels, stride 1, the point's own voxel) concatenated with spatial_features_2d
+(512 channels, stride 8, the point's BEV cell) = 528 features. A linear classifier, standardised
+inputs and class-balanced cross-entropy, is trained on a seeded `fraction` of the training split's
+points and scored by mIoU on every point of the val split."""
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..datasets.readers import SweepError
+from ..datasets.sweep_dataset import SweepDataset
+from ..datasets.synthetic import CLASS_NAMES
+from ..models import build_network
+from .batch import batch_to_device
+from .evaluation import load_trained
+
+
+def read_labels(sweep_path, num_points: int) -> np.ndarray:
+    """Per-point class ids of `training/velodyne/<id>.bin` from `training/semantic/<id>.label`."""
+    path = Path(sweep_path).parent.parent / 'semantic' / f'{Path(sweep_path).stem}.label'
+    if not path.is_file():
+        raise SweepError(path, 'label file not found (the probe needs per-point labels)')
+    labels = np.fromfile(path, dtype=np.uint32)
+    if len(labels) != num_points:
+        raise SweepError(path, f'{len(labels)} labels for {num_points} points')
+    return labels
+
+
+def sparse_lookup(indices: torch.Tensor, features: torch.Tensor, zyx: np.ndarray, shape) -> tuple:
+    """Rows of a batch-0 sparse tensor (`indices` (N, 4) as b, z, y, x) at voxels `zyx` (M, 3):
+    (features (M, C) with zeros where missing, found mask (M,))."""
+    def flat(coords):
+        return (coords[:, 0] * shape[1] + coords[:, 1]) * shape[2] + coords[:, 2]
+    keys = flat(indices[:, 1:].cpu().numpy().astype(np.int64))
+    order = np.argsort(keys)
+    wanted = flat(zyx)
+    pos = np.minimum(np.searchsorted(keys[order], wanted), len(keys) - 1)
+    found = keys[order[pos]] == wanted
+    rows = features.new_zeros((len(zyx), features.shape[1]))
+    rows[torch.from_numpy(found)] = features[torch.from_numpy(order[pos[found]])]
+    return rows, found
+
+
+@torch.no_grad()
+def point_features(model, dataset: SweepDataset, source_index: int, device) -> tuple:
+    """(features (M, 528) float32 on the CPU, labels (M,)) for the points of one sweep that are inside
+    POINT_CLOUD_RANGE and whose voxel reached the backbone."""
+    points, _ = dataset.source.read(source_index)
+    labels = read_labels(dataset.source.path(source_index), len(points))
+    inside = dataset.crop_mask(points[:, :3])
+    points = np.ascontiguousarray(points[inside][:, dataset.used_columns], dtype=np.float32)
+    labels = labels[inside]
+    batch = {'batch_size': 1, 'points': np.pad(points, ((0, 0), (1, 0)))}
+    batch.update(dataset.voxelizer(points))
+    batch['voxel_coords'] = np.pad(batch['voxel_coords'], ((0, 0), (1, 0)))
+    encoded = model.encode(batch_to_device(batch, device))
+    low, size = dataset.point_cloud_range[:3], dataset.voxel_size
+    zyx = np.floor((points[:, :3] - low) / size).astype(np.int64)[:, ::-1]
+    zyx = np.minimum(zyx, dataset.grid_size[::-1] - 1)
+    conv1 = encoded['multi_scale_3d_features']['x_conv1']
+    fine, found = sparse_lookup(conv1.indices, conv1.features, zyx, dataset.grid_size[::-1])
+    bev = encoded['spatial_features_2d'][0]
+    stride = dataset.grid_size[0] // bev.shape[2]
+    cell_y, cell_x = (torch.from_numpy(zyx[:, i] // stride).to(bev.device) for i in (1, 2))
+    coarse = bev[:, cell_y, cell_x].T
+    keep = torch.from_numpy(found)
+    return torch.cat([fine, coarse], dim=1)[keep].float().cpu(), torch.from_numpy(labels[found].astype(np.int64))
+
+
+def fit_linear(features: torch.Tensor, labels: torch.Tensor, num_classes: int, seed: int, steps: int):
+    """Class-balanced logistic regression on standardised features (full-batch Adam, seeded init)."""
+    mean, std = features.mean(0), features.std(0).clamp_min(1e-6)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        linear = nn.Linear(features.shape[1], num_classes)
+    counts = torch.bincount(labels, minlength=num_classes).double()
+    weights = torch.where(counts > 0, counts.sum() / (num_classes * counts.clamp_min(1)), 0.0).float()
+    loss_fn = nn.CrossEntropyLoss(weight=weights)
+    optimizer = torch.optim.Adam(linear.parameters(), lr=0.01)
+    inputs = (features - mean) / std
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss_fn(linear(inputs), labels).backward()
+        optimizer.step()
+    return lambda x: linear((x - mean) / std).argmax(1)
+
+
+def iou_from_confusion(confusion: np.ndarray) -> np.ndarray:
+    """Per-class IoU from a (truth, prediction) confusion matrix; NaN for a class absent from both."""
+    tp = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(0) + confusion.sum(1) - tp
+    return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+
+
+def run_probe(model_cfg, data_cfg, ckpt=None, *, fraction: float = 0.01, seed: int = 0, steps: int = 300,
+              device='cpu', max_sweeps: int = None, class_names=CLASS_NAMES) -> dict:
+    """Probe the backbone of `ckpt` (an ALSO checkpoint or exported backbone; None: random init drawn from
+    `seed`). Returns miou, iou (per class), class_names, train_points (labelled) and val_points."""
+    device = torch.device(device)
+    train_set = SweepDataset(data_cfg, training=True)
+    val_set = SweepDataset(data_cfg, training=False)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build_network(model_cfg, train_set)
+    if ckpt is not None:
+        load_trained(model, ckpt, backbone_only=True)
+    model.to(device).eval()
+    num_classes = len(class_names)
+
+    picked_x, picked_y = [], []
+    for i in range(len(train_set.source))[:max_sweeps]:
+        x, y = point_features(model, train_set, i, device)
+        rng = np.random.default_rng([seed, i])
+        pick = torch.from_numpy(rng.choice(len(y), max(1, round(fraction * len(y))), replace=False))
+        picked_x.append(x[pick])
+        picked_y.append(y[pick])
+    x, y = torch.cat(picked_x), torch.cat(picked_y)
+    labelled = y < num_classes
+    classify = fit_linear(x[labelled], y[labelled], num_classes, seed, steps)
+
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    val_points = 0
+    for i in range(len(val_set.source))[:max_sweeps]:
+        x, y = point_features(model, val_set, i, device)
+        keep = y < num_classes
+        with torch.no_grad():
+            pred = classify(x[keep])
+        confusion += np.bincount((y[keep] * num_classes + pred).numpy(),
+                                 minlength=num_classes ** 2).reshape(num_classes, num_classes)
+        val_points += int(keep.sum())
+    iou = iou_from_confusion(confusion)
+    return {'miou': float(np.nanmean(iou)), 'iou': iou, 'class_names': list(class_names),
+            'train_points': int(labelled.sum()), 'val_points': val_points}

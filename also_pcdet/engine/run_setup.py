@@ -1,0 +1,54 @@
+"""Run set-up shared by the tools: output folders, logger, seeds."""
+import logging
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def output_dir_for(cfg_file, extra_tag: str, root='output') -> Path:
+    """OpenPCDet's layout: output/<cfg folder without the leading cfgs/>/<cfg name>/<extra_tag>/."""
+    cfg_path = Path(cfg_file)
+    parts = [p for p in cfg_path.parent.parts if p not in ('.', '')]
+    if parts and parts[0] == 'cfgs':
+        parts = parts[1:]
+    return Path(root).joinpath(*parts, cfg_path.stem, extra_tag)
+
+
+def create_logger(log_file=None, rank: int = 0) -> logging.Logger:
+    """Console + file logger; ranks other than 0 only report errors."""
+    logger = logging.getLogger('also_pcdet')
+    logger.setLevel(logging.INFO if rank == 0 else logging.ERROR)
+    logger.handlers.clear()
+    logger.propagate = False
+    fmt = logging.Formatter('%(asctime)s  %(levelname)5s  %(message)s')
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(fmt)
+    logger.addHandler(console)
+    if log_file is not None and rank == 0:
+        handler = logging.FileHandler(log_file)
+        handler.setFormatter(fmt)
+        logger.addHandler(handler)
+    return logger
+
+
+def timestamp() -> str:
+    return time.strftime('%Y%m%d-%H%M%S')
+
+
+def pick_seed(fixed: bool) -> int:
+    """666 with --fix_random_seed (OpenPCDet's value), else fresh entropy."""
+    return 666 if fixed else int.from_bytes(os.urandom(4), 'little') % (2 ** 31)
+
+
+def seed_everything(seed: int, deterministic: bool):
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False

@@ -1,0 +1,187 @@
+"""The training loop: steps, skipped sweeps, non-finite losses, checkpoints, progress and tensorboard."""
+import logging
+import math
+
+import torch
+import tqdm
+
+from .batch import batch_to_device
+from .checkpoint import LATEST_NAME, checkpoint_state, load_checkpoint, rotate_checkpoints, save_atomic, unwrap
+from .distributed import all_reduce_sum
+from .evaluation import evaluate, format_metrics
+from .visualization import render_sample
+from .optimization import learning_rate, set_learning_rate
+
+
+class Trainer:
+    """Runs epochs over `loader` (whose sampler is a ResumableSampler) and owns the run's state:
+    epoch, iteration, batches done in the current epoch. Only rank 0 writes files."""
+
+    def __init__(self, model, optimizer, loader, opt_cfg, *, ckpt_dir, device, logger=None, tb_writer=None,
+                 rank=0, amp=False, seed=0, ckpt_save_interval=1, max_ckpt_save_num=30, val_loader=None,
+                 eval_interval=0):
+        if amp and device.type != 'cuda':
+            raise ValueError('--amp needs a CUDA device (float16 autocast); train in fp32 on the CPU')
+        self.model, self.optimizer, self.loader, self.opt_cfg = model, optimizer, loader, opt_cfg
+        self.ckpt_dir, self.device, self.rank, self.seed = ckpt_dir, device, rank, int(seed)
+        self.logger = logger or logging.getLogger(__name__)
+        self.tb = tb_writer
+        self.amp = amp
+        self.scaler = torch.amp.GradScaler('cuda', enabled=amp)
+        self.ckpt_save_interval, self.max_ckpt_save_num = ckpt_save_interval, max_ckpt_save_num
+        self.epoch, self.it, self.batch_in_epoch = 0, 0, 0
+        self.bad_sweeps = {}
+        self.nonfinite_total, self.nonfinite_run = 0, 0
+        self.val_loader, self.eval_interval = val_loader, eval_interval
+
+    # ----- state -----
+    def state(self, **extra) -> dict:
+        rng = {'torch': torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng['cuda'] = torch.cuda.get_rng_state_all()
+        return checkpoint_state(self.model, self.optimizer, epoch=self.epoch, it=self.it,
+                                batch_in_epoch=self.batch_in_epoch, seed=self.seed, rng_state=rng,
+                                world_size=self.loader.sampler.world_size, **extra)
+
+    def save(self, path):
+        if self.rank == 0:
+            save_atomic(self.state(), path)
+            self.logger.info(f'saved {path} (epoch {self.epoch}, iteration {self.it})')
+
+    def resume(self, path):
+        """Restore model, optimizer, counters and RNG state from a checkpoint written by `state`."""
+        ckpt = load_checkpoint(path, map_location='cpu')
+        unwrap(self.model).load_state_dict(ckpt['model_state'])
+        if ckpt.get('optimizer_state') is not None:
+            self.optimizer.load_state_dict(ckpt['optimizer_state'])
+        self.epoch, self.it = int(ckpt['epoch']), int(ckpt['it'])
+        self.batch_in_epoch = int(ckpt.get('batch_in_epoch', 0))
+        if ckpt.get('world_size', self.loader.sampler.world_size) != self.loader.sampler.world_size:
+            self.logger.warning(f'{path} was written by {ckpt["world_size"]} processes, this run has '
+                                f'{self.loader.sampler.world_size}: restarting epoch {self.epoch + 1} from its start')
+            self.batch_in_epoch = 0
+        self.seed = int(ckpt.get('seed', self.seed))
+        rng = ckpt.get('rng_state') or {}
+        if 'torch' in rng:
+            torch.set_rng_state(rng['torch'])
+        if 'cuda' in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng['cuda'])
+        self.logger.info(f'resumed from {path}: epoch {self.epoch}, iteration {self.it}, '
+                         f'{self.batch_in_epoch} batches into the next epoch')
+
+    # ----- one step -----
+    def all_ranks_agree(self, ok: bool) -> bool:
+        return all_reduce_sum([0.0 if ok else 1.0])[0] == 0
+
+    def step(self, batch):
+        """Forward, backward and update; returns the tb_dict, or None when the step was skipped."""
+        set_learning_rate(self.optimizer, learning_rate(self.opt_cfg, self.it, self.total_iters))
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
+            ret, tb_dict, _ = self.model(batch)
+        loss = ret['loss']
+        if not self.all_ranks_agree(bool(torch.isfinite(loss))):
+            return self.skip_nonfinite(f'loss is {loss.item()}')
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        clip = self.opt_cfg.get('GRAD_NORM_CLIP', 0) or math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(unwrap(self.model).parameters(), clip)
+        if not self.amp and not self.all_ranks_agree(bool(torch.isfinite(grad_norm))):
+            return self.skip_nonfinite(f'gradient norm is {grad_norm.item()}')
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.nonfinite_run = 0
+        tb_dict.update(loss=loss.item(), grad_norm=float(grad_norm), lr=self.optimizer.param_groups[0]['lr'])
+        return tb_dict
+
+    def skip_nonfinite(self, what: str):
+        self.optimizer.zero_grad(set_to_none=True)
+        self.nonfinite_total += 1
+        self.nonfinite_run += 1
+        limit = self.opt_cfg.get('MAX_NONFINITE_STEPS', 10)
+        self.logger.warning(f'iteration {self.it}: {what}; step skipped ({self.nonfinite_run} in a row, '
+                            f'{self.nonfinite_total} in this run)')
+        if self.nonfinite_run >= limit:
+            raise FloatingPointError(f'{self.nonfinite_run} non-finite steps in a row (limit OPTIMIZATION.'
+                                     f'MAX_NONFINITE_STEPS={limit}); stopping. The last good checkpoint in '
+                                     f'{self.ckpt_dir} is kept; lower the LR or enable GRAD_NORM_CLIP.')
+        return None
+
+    # ----- skipped sweeps -----
+    def note_skipped(self, skipped):
+        for location, reason in skipped:
+            if location not in self.bad_sweeps:
+                self.bad_sweeps[location] = reason
+                self.logger.warning(f'skipped sweep {location}: {reason}')
+        limit = self.loader.dataset.dataset_cfg.get('MAX_BAD_FRACTION', 0.05)
+        share = len(self.loader.dataset) / self.loader.sampler.world_size
+        if len(self.bad_sweeps) > max(limit * share, 1):
+            raise RuntimeError(f'{len(self.bad_sweeps)} unusable sweeps among ~{share:.0f} on this process, more '
+                               f'than DATA_CONFIG.MAX_BAD_FRACTION={limit}; first: {next(iter(self.bad_sweeps.items()))}')
+
+    # ----- epochs -----
+    def fit(self, total_epochs: int, save_every_iters: int = 0):
+        """Train until `total_epochs` epochs are done, starting from the current (possibly resumed) state."""
+        self.total_epochs = total_epochs
+        self.total_iters = total_epochs * math.ceil(self.loader.sampler.per_rank / self.loader.batch_size)
+        epochs = tqdm.trange(self.epoch, total_epochs, desc='epochs', disable=self.rank != 0,
+                             initial=self.epoch, total=total_epochs, dynamic_ncols=True)
+        for _ in epochs:
+            self.train_one_epoch(save_every_iters)
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            if self.epoch % self.ckpt_save_interval == 0 or self.epoch == total_epochs:
+                self.save(self.ckpt_dir / f'checkpoint_epoch_{self.epoch}.pth')
+                if self.rank == 0:
+                    rotate_checkpoints(self.ckpt_dir, self.max_ckpt_save_num)
+            if self.val_loader is not None and self.eval_interval and self.epoch % self.eval_interval == 0:
+                self.validate()
+
+    def validate(self) -> dict:
+        """Metrics on `val_loader` (all ranks), logged and written to tensorboard under val/ with a
+        picture of the first val sweep (rank 0)."""
+        metrics = evaluate(self.model, self.val_loader, self.device)
+        if self.rank == 0:
+            self.logger.info(f'validation after epoch {self.epoch} (iteration {self.it}):\n{format_metrics(metrics)}')
+            if self.tb is not None:
+                for key, value in metrics.items():
+                    self.tb.add_scalar(f'val/{key}', value, self.it)
+                self.tb.add_figure('val/occupancy', render_sample(self.model, self.val_loader.dataset[0], self.device),
+                                   self.it)
+        return metrics
+
+    def train_one_epoch(self, save_every_iters: int):
+        sampler, dataset = self.loader.sampler, self.loader.dataset
+        sampler.set_epoch(self.epoch, start=self.batch_in_epoch * self.loader.batch_size)
+        dataset.set_epoch(self.epoch)
+        self.model.train()
+        bar = tqdm.tqdm(self.loader, desc=f'epoch {self.epoch + 1}', leave=False, disable=self.rank != 0,
+                        dynamic_ncols=True)
+        bad_before = len(self.bad_sweeps)
+        for batch in bar:
+            self.note_skipped(batch['skipped'])
+            tb_dict = self.step(batch_to_device(batch, self.device))
+            self.it += 1
+            self.batch_in_epoch += 1
+            if tb_dict is not None:
+                self.log_step(tb_dict, bar)
+            if save_every_iters and self.it % save_every_iters == 0:
+                self.save(self.ckpt_dir / LATEST_NAME)
+        bad = int(all_reduce_sum([len(self.bad_sweeps) - bad_before])[0])
+        if self.rank == 0:
+            self.logger.info(f'epoch {self.epoch + 1}: {self.it} iterations in all, {bad} newly skipped sweeps, '
+                             f'{self.nonfinite_total} non-finite steps skipped')
+            if self.tb is not None:
+                self.tb.add_scalar('data/skipped_sweeps', len(self.bad_sweeps), self.it)
+                self.tb.add_scalar('train/nonfinite_steps', self.nonfinite_total, self.it)
+
+    def log_step(self, tb_dict: dict, bar):
+        if self.rank != 0:
+            return
+        bar.set_postfix(loss=f'{tb_dict["loss"]:.4f}', acc=f'{tb_dict["occ_acc"]:.3f}', it=self.it)
+        if self.tb is not None:
+            for key, value in tb_dict.items():
+                group = 'meta_data' if key == 'lr' else 'train'
+                self.tb.add_scalar(f'{group}/{"learning_rate" if key == "lr" else key}', value, self.it)
+        if self.it % self.opt_cfg.get('LOG_INTERVAL', 50) == 0:
+            self.logger.info(f'it {self.it}: ' + ', '.join(f'{k}={v:.4g}' for k, v in tb_dict.items()))

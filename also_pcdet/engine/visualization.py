@@ -1,0 +1,109 @@
+"""Pictures of what the occupancy head predicts for one sweep: input points, a horizontal (BEV) and a
+vertical occupancy slice, and the sweep's own queries scored against their labels."""
+import numpy as np
+import torch
+
+from ..datasets.sweep_dataset import SweepDataset
+from ..models.occupancy_head import metrics_from_counts, occupancy_counts
+from .batch import batch_to_device
+from .checkpoint import unwrap
+
+OUTCOME_COLOURS = {'occupied, right': '#1b9e77', 'empty, right': '#7570b3',
+                   'predicted occupied, empty': '#d95f02', 'predicted empty, occupied': '#e7298a'}
+
+
+def per_query_probability(prob: torch.Tensor, query_index: torch.Tensor, num_queries: int) -> np.ndarray:
+    """Mean of the pair probabilities of each query (NaN for a query with no latent within RADIUS)."""
+    index = query_index.cpu()
+    total = torch.bincount(index, weights=prob.detach().cpu().double(), minlength=num_queries)
+    return (total / torch.bincount(index, minlength=num_queries)).float().numpy()
+
+
+@torch.no_grad()
+def occupancy_at(model, encoded: dict, xyz: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """Predicted occupancy probability at points `xyz` (M, 3) of sweep 0 of an `encode`d batch."""
+    head = model.dense_head
+    device = encoded['spatial_features_2d'].device
+    out = []
+    for start in range(0, len(xyz), chunk):
+        part = torch.as_tensor(xyz[start:start + chunk], dtype=torch.float32, device=device)
+        zeros = torch.zeros(len(part), device=device)
+        head(dict(encoded, queries=torch.nn.functional.pad(part, (1, 0)), query_occupancy=zeros,
+                  query_intensity=zeros, query_intensity_mask=zeros))
+        ret = head.forward_ret_dict
+        out.append(per_query_probability(ret['occupancy_logits'].sigmoid(), ret['query_index'], len(part)))
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def slice_grids(pc_range, resolution: float, bev_z: float, slice_y: float) -> dict:
+    """Cell-centre query grids: 'bev' (ny, nx, 3) at height bev_z, 'side' (nz, nx, 3) at y = slice_y
+    (z cells four times finer), with their imshow extents."""
+    x0, y0, z0, x1, y1, z1 = (float(v) for v in pc_range)
+    xs = np.arange(x0 + resolution / 2, x1, resolution)
+    ys = np.arange(y0 + resolution / 2, y1, resolution)
+    zs = np.arange(z0 + resolution / 8, z1, resolution / 4)
+    gx, gy = np.meshgrid(xs, ys)
+    sx, sz = np.meshgrid(xs, zs)
+    return {'bev': np.stack([gx, gy, np.full_like(gx, bev_z)], -1), 'bev_extent': (x0, x1, y0, y1),
+            'side': np.stack([sx, np.full_like(sx, slice_y), sz], -1), 'side_extent': (x0, x1, z0, z1)}
+
+
+@torch.no_grad()
+def render_sample(model, sample: dict, device, resolution: float = 0.4, bev_z: float = -1.0,
+                  slice_y: float = 0.0):
+    """A 2x2 matplotlib Figure for one `SweepDataset` sample (use an eval-mode dataset: no augmentation)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    model = unwrap(model)
+    was_training = model.training
+    model.eval()
+    batch = batch_to_device(SweepDataset.collate_batch([dict(sample, skipped=[])]), device)
+    encoded = model.encode(batch)
+    model.dense_head(encoded)
+    ret = model.dense_head.forward_ret_dict
+    query_prob = per_query_probability(ret['occupancy_logits'].sigmoid(), ret['query_index'], len(sample['queries']))
+    metrics = metrics_from_counts(occupancy_counts(ret['occupancy_logits'], ret['occupancy_target']))
+    grids = slice_grids(model.dense_head.point_cloud_range, resolution, bev_z, slice_y)
+    bev = occupancy_at(model, encoded, grids['bev'].reshape(-1, 3)).reshape(grids['bev'].shape[:2])
+    side = occupancy_at(model, encoded, grids['side'].reshape(-1, 3)).reshape(grids['side'].shape[:2])
+    model.train(was_training)
+
+    points, queries = sample['points'], sample['queries']
+    fig, axes = plt.subplots(2, 2, figsize=(13, 11))
+    ax = axes[0, 0]
+    scatter = ax.scatter(points[:, 0], points[:, 1], c=points[:, 2], s=0.3, cmap='viridis', linewidths=0,
+                         rasterized=True)
+    fig.colorbar(scatter, ax=ax, label='z (m)', shrink=0.8)
+    ax.set_title(f'input: {len(points):,} points (BEV, coloured by height)')
+    ax = axes[0, 1]
+    image = ax.imshow(bev, origin='lower', extent=grids['bev_extent'], cmap='magma', vmin=0, vmax=1)
+    near = np.abs(points[:, 2] - bev_z) < resolution / 2
+    ax.scatter(points[near, 0], points[near, 1], s=0.3, c='cyan', linewidths=0, rasterized=True)
+    fig.colorbar(image, ax=ax, label='P(occupied)', shrink=0.8)
+    ax.set_title(f'predicted occupancy at z = {bev_z:g} m (cyan: points within {resolution / 2:g} m)')
+    ax = axes[1, 0]
+    image = ax.imshow(side, origin='lower', extent=grids['side_extent'], cmap='magma', vmin=0, vmax=1,
+                      aspect='auto')
+    near = np.abs(points[:, 1] - slice_y) < resolution / 2
+    ax.scatter(points[near, 0], points[near, 2], s=1.0, c='cyan', linewidths=0, rasterized=True)
+    fig.colorbar(image, ax=ax, label='P(occupied)', shrink=0.8)
+    ax.set(xlabel='x (m)', ylabel='z (m)')
+    ax.set_title(f'vertical slice at y = {slice_y:g} m (cyan: points within {resolution / 2:g} m)')
+    ax = axes[1, 1]
+    truth, said = sample['query_occupancy'] > 0.5, query_prob > 0.5
+    for (name, colour), keep in zip(OUTCOME_COLOURS.items(), (truth & said, ~truth & ~said, ~truth & said,
+                                                              truth & ~said)):
+        ax.scatter(queries[keep, 0], queries[keep, 1], s=1.5, c=colour, linewidths=0, rasterized=True)
+    ax.legend(handles=[Line2D([], [], ls='', marker='o', color=c, label=n) for n, c in OUTCOME_COLOURS.items()],
+              loc='upper right', fontsize=8)
+    ax.set_title(f'queries: label vs mean prediction (pairs: accuracy {metrics["occ_acc"]:.3f}, '
+                 f'IoU {metrics["occ_iou"]:.3f})')
+    x0, x1, y0, y1 = grids['bev_extent']
+    for ax in (axes[0, 0], axes[0, 1], axes[1, 1]):
+        ax.set(xlim=(x0, x1), ylim=(y0, y1), aspect='equal', xlabel='x (m)', ylabel='y (m)')
+    fig.suptitle(f'ALSO occupancy, sweep {sample["frame_id"]}')
+    fig.tight_layout()
+    return fig

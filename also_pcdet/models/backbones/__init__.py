@@ -1,0 +1,13 @@
+"""Fallback OpenPCDet modules (used when pcdet is absent), in registries keyed like OpenPCDet's."""
+from .base_bev_backbone import BaseBEVBackbone
+from .height_compression import HeightCompression
+from .mean_vfe import MeanVFE
+from .spconv_backbone import VoxelBackBone8x, VoxelResBackBone8x
+
+VFES = {'MeanVFE': MeanVFE}
+BACKBONES_3D = {'VoxelBackBone8x': VoxelBackBone8x, 'VoxelResBackBone8x': VoxelResBackBone8x}
+MAP_TO_BEV = {'HeightCompression': HeightCompression}
+BACKBONES_2D = {'BaseBEVBackbone': BaseBEVBackbone}
+
+__all__ = ['VFES', 'BACKBONES_3D', 'MAP_TO_BEV', 'BACKBONES_2D', 'MeanVFE', 'VoxelBackBone8x',
+           'VoxelResBackBone8x', 'HeightCompression', 'BaseBEVBackbone']

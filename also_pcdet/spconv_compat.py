@@ -1,0 +1,58 @@
+"""spconv checks at import time, and the patch that lets spconv's CPU build run backward."""
+import importlib.metadata
+import re
+import sys
+
+import torch
+
+INSTALL_HINT = ("install exactly one spconv build through an also-pcdet extra: "
+                "`pip install also-pcdet[cpu]` (CPU), `also-pcdet[cu121]` or `also-pcdet[cu126]` (CUDA)")
+
+
+def spconv_distribution_names(names):
+    """The spconv builds among distribution `names` (`spconv`, `spconv-cuXXX`), normalized, sorted."""
+    normalized = {re.sub(r'[-_.]+', '-', name).lower() for name in names if name}
+    return sorted(n for n in normalized if n == 'spconv' or n.startswith('spconv-cu'))
+
+
+def check_spconv_distributions(names):
+    """Raise ImportError when more than one spconv build is among `names`; return the builds found."""
+    builds = spconv_distribution_names(names)
+    if len(builds) > 1:
+        raise ImportError(
+            f"several spconv builds are installed: {', '.join(builds)}. They install into the same "
+            f"`spconv` folder and overwrite each other (uninstalling one breaks the other). Uninstall "
+            f"all of them (`pip uninstall {' '.join(builds)}`), then {INSTALL_HINT}.")
+    return builds
+
+
+def _cpu_stream():
+    """Stand-in for spconv's `get_current_stream` without CUDA: the CPU path ignores the stream."""
+    return 0
+
+
+def patch_cpu_stream():
+    """Without CUDA, make every loaded spconv module's `get_current_stream` return 0 (idempotent).
+
+    spconv's version calls `torch.cuda.current_stream()`, which fails in backward on a CPU-only torch.
+    Modules imported later take the patched name from `spconv.pytorch.cppcore`."""
+    if torch.cuda.is_available():
+        return
+    import spconv.pytorch  # noqa: F401  (loads cppcore, ops, hash, ...)
+
+    for name, module in list(sys.modules.items()):
+        if (name == 'spconv' or name.startswith('spconv.')) and hasattr(module, 'get_current_stream'):
+            if module.get_current_stream is not _cpu_stream:
+                module.get_current_stream = _cpu_stream
+
+
+def ensure_spconv():
+    """Check that exactly one spconv build is installed and importable; patch it for CPU-only torch."""
+    check_spconv_distributions(d.metadata['Name'] for d in importlib.metadata.distributions())
+    try:
+        import spconv.pytorch  # noqa: F401
+    except ModuleNotFoundError as err:
+        if err.name not in ('spconv', 'spconv.pytorch'):
+            raise
+        raise ImportError(f"also-pcdet needs spconv 2.x, which is not installed: {INSTALL_HINT}.") from err
+    patch_cpu_stream()

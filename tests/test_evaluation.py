@@ -1,0 +1,57 @@
+"""Validation pass: metrics summed over all pairs, no augmentation, the --eval_interval hook."""
+import numpy as np
+import pytest
+import torch
+
+from also_pcdet.datasets import build_dataloader
+from also_pcdet.engine.batch import batch_to_device
+from also_pcdet.engine.evaluation import evaluate
+from also_pcdet.models import build_network
+from conftest import REPO, TINY_OVERRIDES, tiny_cfg
+
+
+@pytest.fixture(scope='module')
+def val_setup(synthetic_kitti):
+    cfg = tiny_cfg(synthetic_kitti, 'DATA_CONFIG.SAMPLE_INTERVAL.test', '1')
+    dataset, loader = build_dataloader(cfg.DATA_CONFIG, batch_size=2, workers=0, training=False)
+    torch.manual_seed(0)
+    return build_network(cfg.MODEL, dataset), loader
+
+
+def test_evaluate_matches_occupancy_metrics_on_one_batch(val_setup):
+    model, loader = val_setup
+    assert len(loader) == 1
+    model.eval()
+    with torch.no_grad():
+        pred, metric_dict = model(batch_to_device(next(iter(loader)), torch.device('cpu')))
+    metrics = evaluate(model, loader, torch.device('cpu'))
+    for key in ('occ_iou', 'occ_acc', 'occ_precision', 'occ_recall', 'loss'):
+        assert metrics[key] == pytest.approx(metric_dict[key], rel=1e-6, abs=1e-9), key
+    mask = pred['intensity_mask']
+    l1 = (pred['intensity'][mask] - pred['intensity_target'][mask]).abs().mean().item()
+    assert metrics['intensity_l1'] == pytest.approx(l1, rel=1e-5)
+    assert metrics['pairs'] == len(pred['occupancy_logits']) and metrics['sweeps'] == 2
+
+
+def test_evaluation_has_no_augmentation(val_setup):
+    model, loader = val_setup
+    first, second = (evaluate(model, loader, torch.device('cpu')) for _ in range(2))
+    assert first == second
+    loader.dataset.set_epoch(3)  # epochs only change training samples
+    assert evaluate(model, loader, torch.device('cpu')) == first
+    sample = loader.dataset[0]
+    np.testing.assert_array_equal(sample['queries'], loader.dataset[0]['queries'])
+
+
+def test_train_eval_interval_logs_validation(synthetic_kitti, tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('train_tool', REPO / 'tools' / 'train.py')
+    train_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_tool)
+    out_dir = train_tool.main(['--cfg_file', str(REPO / 'cfgs' / 'also_pretrain.yaml'), '--epochs', '1',
+                               '--workers', '0', '--eval_interval', '1', '--output_root', str(tmp_path),
+                               '--set', *TINY_OVERRIDES, 'DATA_CONFIG.DATA_PATH', str(synthetic_kitti)])
+    log = next(out_dir.glob('log_train_*.txt')).read_text()
+    assert 'validation after epoch 1' in log and 'occ_iou' in log
+    events = b''.join(path.read_bytes() for path in (out_dir / 'tensorboard').glob('events.*'))
+    assert b'val/occ_iou' in events and b'val/intensity_l1' in events and b'val/occupancy' in events

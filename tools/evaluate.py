@@ -1,0 +1,44 @@
+"""Occupancy metrics of an ALSO checkpoint on the val split (no augmentation).
+
+    python tools/evaluate.py --cfg_file cfgs/also_pretrain.yaml --ckpt output/.../ckpt/checkpoint_epoch_N.pth
+"""
+import argparse
+import sys
+from pathlib import Path
+
+try:
+    import also_pcdet  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from also_pcdet.config import cfg_from_list, cfg_from_yaml_file  # noqa: E402
+from also_pcdet.datasets import build_dataloader  # noqa: E402
+from also_pcdet.engine.evaluation import evaluate, format_metrics, load_trained  # noqa: E402
+from also_pcdet.models import build_network  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--cfg_file', required=True)
+    p.add_argument('--ckpt', required=True, help='a training checkpoint (with the occupancy head)')
+    p.add_argument('--batch_size', type=int, default=None, help='default OPTIMIZATION.BATCH_SIZE_PER_GPU')
+    p.add_argument('--workers', type=int, default=2)
+    p.add_argument('--set', dest='set_cfgs', nargs=argparse.REMAINDER, default=None, help='KEY.SUB value ... overrides')
+    args = p.parse_args(argv)
+    cfg = cfg_from_yaml_file(args.cfg_file)
+    if args.set_cfgs:
+        cfg_from_list(args.set_cfgs, cfg)
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    dataset, loader = build_dataloader(cfg.DATA_CONFIG, args.batch_size or cfg.OPTIMIZATION.BATCH_SIZE_PER_GPU,
+                                       args.workers, training=False)
+    model = load_trained(build_network(cfg.MODEL, dataset), args.ckpt).to(device)
+    metrics = evaluate(model, loader, device)
+    print(f'{args.ckpt} on {len(dataset)} {dataset.mode} sweeps of {dataset.root_path}')
+    print(format_metrics(metrics))
+    return metrics
+
+
+if __name__ == '__main__':
+    main()

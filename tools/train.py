@@ -1,0 +1,131 @@
+"""Pretrain a voxel backbone with ALSO. Same flags as OpenPCDet's tools/train.py.
+
+    python tools/train.py --cfg_file cfgs/also_pretrain.yaml [--batch_size 8] [--epochs 500] ...
+    bash tools/dist_train.sh 4 --cfg_file cfgs/also_pretrain.yaml
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+try:
+    import also_pcdet  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from tensorboardX import SummaryWriter  # noqa: E402
+
+from also_pcdet import pcdet_seam  # noqa: E402
+from also_pcdet.config import cfg_from_list, cfg_from_yaml_file  # noqa: E402
+from also_pcdet.config_checks import check_config  # noqa: E402
+from also_pcdet.datasets import build_dataloader  # noqa: E402
+from also_pcdet.engine.checkpoint import find_resume_checkpoint  # noqa: E402
+from also_pcdet.engine.distributed import all_reduce_sum, init_distributed  # noqa: E402
+from also_pcdet.engine.export import export_backbone  # noqa: E402
+from also_pcdet.engine.optimization import build_optimizer  # noqa: E402
+from also_pcdet.engine.run_setup import (create_logger, output_dir_for, pick_seed, seed_everything,  # noqa: E402
+                                         timestamp)
+from also_pcdet.engine.trainer import Trainer  # noqa: E402
+from also_pcdet.models import build_network  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--cfg_file', required=True, help='YAML config, e.g. cfgs/also_pretrain.yaml')
+    p.add_argument('--batch_size', type=int, default=None, help='per process (default OPTIMIZATION.BATCH_SIZE_PER_GPU)')
+    p.add_argument('--epochs', type=int, default=None, help='default OPTIMIZATION.NUM_EPOCHS')
+    p.add_argument('--workers', type=int, default=4, help='data loader workers per process')
+    p.add_argument('--extra_tag', default='default', help='output sub-folder name')
+    p.add_argument('--ckpt', default=None, help='resume from this checkpoint (default: latest in the output dir)')
+    p.add_argument('--pretrained_model', default=None, help='initialise weights from a checkpoint (non-strict)')
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
+    p.add_argument('--tcp_port', type=int, default=18888)
+    p.add_argument('--sync_bn', action='store_true', help='convert BatchNorm to SyncBatchNorm (CUDA only)')
+    p.add_argument('--fix_random_seed', action='store_true', help='seed 666 everywhere: reproducible runs')
+    p.add_argument('--ckpt_save_interval', type=int, default=1, help='epochs between epoch checkpoints')
+    p.add_argument('--local_rank', '--local-rank', type=int, default=None, help='ignored: torchrun sets LOCAL_RANK')
+    p.add_argument('--max_ckpt_save_num', type=int, default=30, help='epoch checkpoints kept')
+    p.add_argument('--merge_all_iters_to_one_epoch', action='store_true', help='not supported; refused')
+    p.add_argument('--amp', action='store_true', help='float16 mixed precision (CUDA only)')
+    p.add_argument('--output_root', default='output', help='where output/<cfg>/<extra_tag>/ goes')
+    p.add_argument('--eval_interval', type=int, default=0, help='validate every N epochs on the val split (0 = off)')
+    p.add_argument('--set', dest='set_cfgs', nargs=argparse.REMAINDER, default=None, help='KEY.SUB value ... overrides')
+    args = p.parse_args(argv)
+    if args.merge_all_iters_to_one_epoch:
+        p.error('--merge_all_iters_to_one_epoch is not supported: use --epochs and OPTIMIZATION.CKPT_SAVE_ITERS')
+    cfg = cfg_from_yaml_file(args.cfg_file)
+    if args.set_cfgs:
+        cfg_from_list(args.set_cfgs, cfg)
+    check_config(cfg)
+    return args, cfg
+
+
+def main(argv=None):
+    args, cfg = parse_args(argv)
+    rank, world_size, local_rank = init_distributed(args.launcher, args.tcp_port)
+    device = torch.device('cuda', torch.cuda.current_device()) if torch.cuda.is_available() else torch.device('cpu')
+    if args.sync_bn and device.type != 'cuda':
+        raise SystemExit('--sync_bn needs CUDA (SyncBatchNorm has no CPU/gloo implementation); drop the flag')
+    global_cfg = pcdet_seam.pcdet_global_cfg()
+    if global_cfg is not None:
+        global_cfg.update(cfg)
+    batch_size = args.batch_size or cfg.OPTIMIZATION.BATCH_SIZE_PER_GPU
+    epochs = args.epochs or cfg.OPTIMIZATION.NUM_EPOCHS
+
+    out_dir = output_dir_for(args.cfg_file, args.extra_tag, args.output_root)
+    ckpt_dir = out_dir / 'ckpt'
+    if rank == 0:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+    logger = create_logger(out_dir / f'log_train_{timestamp()}.txt', rank)
+    logger.info(f'output: {out_dir}  processes: {world_size}  device: {device}  batch/process: {batch_size}')
+    logger.info('args: ' + ' '.join(f'{k}={v}' for k, v in sorted(vars(args).items())))
+
+    seed = int(all_reduce_sum([pick_seed(args.fix_random_seed) if rank == 0 else 0])[0])
+    seed_everything(seed, deterministic=args.fix_random_seed)
+    dataset, loader = build_dataloader(cfg.DATA_CONFIG, batch_size, args.workers, training=True, seed=seed,
+                                       rank=rank, world_size=world_size)
+    logger.info(f'{len(dataset)} training sweeps from {dataset.root_path} ({cfg.DATA_CONFIG.DATASET})')
+    val_loader = None
+    if args.eval_interval:
+        _, val_loader = build_dataloader(cfg.DATA_CONFIG, batch_size, args.workers, training=False, seed=seed,
+                                         rank=rank, world_size=world_size)
+
+    model = build_network(cfg.MODEL, dataset)
+    if args.sync_bn:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    if args.pretrained_model:
+        model.load_params_from_file(args.pretrained_model, logger=logger, to_cpu=device.type != 'cuda')
+    optimizer = build_optimizer(model, cfg.OPTIMIZATION)
+    if world_size > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == 'cuda' else None)
+
+    writer = SummaryWriter(str(out_dir / 'tensorboard')) if rank == 0 else None
+    trainer = Trainer(model, optimizer, loader, cfg.OPTIMIZATION, ckpt_dir=ckpt_dir, device=device, logger=logger,
+                      tb_writer=writer, rank=rank, amp=args.amp, seed=seed,
+                      ckpt_save_interval=args.ckpt_save_interval, max_ckpt_save_num=args.max_ckpt_save_num,
+                      val_loader=val_loader, eval_interval=args.eval_interval)
+    resume_from = args.ckpt
+    if resume_from is None:
+        resume_from, errors = find_resume_checkpoint(ckpt_dir)
+        for error in errors:
+            logger.warning(f'not resuming from an unreadable checkpoint: {error}')
+    if resume_from is not None:
+        trainer.resume(resume_from)
+        dataset.seed = loader.sampler.seed = trainer.seed
+
+    trainer.fit(epochs, save_every_iters=cfg.OPTIMIZATION.get('CKPT_SAVE_ITERS', 0))
+    if rank == 0:
+        final = ckpt_dir / f'checkpoint_epoch_{trainer.epoch}.pth'
+        exported = export_backbone(final, ckpt_dir / 'pretrained_backbone.pth')
+        logger.info(f'exported {len(exported["model_state"])} backbone tensors to {ckpt_dir / "pretrained_backbone.pth"}')
+        writer.close()
+    if world_size > 1:
+        torch.distributed.destroy_process_group()
+    return out_dir
+
+
+if __name__ == '__main__':
+    main()

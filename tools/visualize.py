@@ -1,0 +1,57 @@
+"""Picture of an ALSO checkpoint's occupancy on one sweep: input points (BEV), predicted occupancy on a
+BEV slice and a vertical slice, and the sweep's queries, labels vs predictions.
+
+    python tools/visualize.py --cfg_file cfgs/also_pretrain.yaml --ckpt .../checkpoint_epoch_N.pth \
+        [--sweep data/kitti/training/velodyne/000008.bin] [--out occupancy.png]
+"""
+import argparse
+import sys
+from pathlib import Path
+
+try:
+    import also_pcdet  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from also_pcdet.config import cfg_from_list, cfg_from_yaml_file  # noqa: E402
+from also_pcdet.datasets import SweepDataset  # noqa: E402
+from also_pcdet.datasets.readers import read_float32_records  # noqa: E402
+from also_pcdet.engine.evaluation import load_trained  # noqa: E402
+from also_pcdet.engine.visualization import render_sample  # noqa: E402
+from also_pcdet.models import build_network  # noqa: E402
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--cfg_file', required=True)
+    p.add_argument('--ckpt', required=True, help='a training checkpoint (with the occupancy head)')
+    p.add_argument('--sweep', default=None, help='a float32 sweep file in the config\'s src_feature_list '
+                                                 'layout (default: the first sweep of the val split)')
+    p.add_argument('--out', default='occupancy.png', help='PNG to write')
+    p.add_argument('--resolution', type=float, default=0.4, help='slice cell size (m); z cells are 4x finer')
+    p.add_argument('--bev_z', type=float, default=-1.0, help='height of the BEV slice in the sensor frame (m)')
+    p.add_argument('--slice_y', type=float, default=0.0, help='y of the vertical slice (m)')
+    p.add_argument('--set', dest='set_cfgs', nargs=argparse.REMAINDER, default=None, help='KEY.SUB value ... overrides')
+    args = p.parse_args(argv)
+    cfg = cfg_from_yaml_file(args.cfg_file)
+    if args.set_cfgs:
+        cfg_from_list(args.set_cfgs, cfg)
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    dataset = SweepDataset(cfg.DATA_CONFIG, training=False)
+    if args.sweep:
+        points = read_float32_records(args.sweep, len(cfg.DATA_CONFIG.POINT_FEATURE_ENCODING.src_feature_list))
+        sample = dataset.prepare(points, dataset.source.origin, Path(args.sweep).stem, 0)
+    else:
+        sample = dataset[0]
+    model = load_trained(build_network(cfg.MODEL, dataset), args.ckpt).to(device)
+    figure = render_sample(model, sample, device, args.resolution, args.bev_z, args.slice_y)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(args.out, dpi=80)
+    print(f'wrote {args.out}')
+    return args.out
+
+
+if __name__ == '__main__':
+    main()
