@@ -1,20 +1,146 @@
 """Checks that fail a bad config before training starts, naming the key or path."""
+import difflib
 from pathlib import Path
 
 import numpy as np
 
 from .config import ConfigError
+from .config_schema import DATASET_KEYS, Choice, ListOf, OneOf, Required, config_schema
+from .datasets.sources import SOURCES
+
+STOCK_BACKBONES_3D = ('VoxelBackBone8x', 'VoxelResBackBone8x')
+STOCK_Z_CELLS = 40  # 41 sparse z cells -> 2 after the backbone's z strides -> 2 x 128 = 256 BEV features
+BEV_MULTIPLE = 16  # stride 8, then BaseBEVBackbone's stride-2 block and its x2 upsampling
+NAMES = {float: 'a number', int: 'an integer', bool: 'true or false', str: 'a string', None: 'null'}
+PLURALS = {float: 'numbers', int: 'integers', bool: 'true/false values', str: 'strings'}
 
 
 def check_config(cfg):
-    """Raise ConfigError for a missing data path or a range the voxel size does not divide."""
-    data = cfg.DATA_CONFIG
-    pc_range = np.asarray(data.POINT_CLOUD_RANGE, dtype=np.float64)
-    voxel = np.asarray(data.VOXEL_SIZE, dtype=np.float64)
-    cells = (pc_range[3:] - pc_range[:3]) / voxel
-    if np.any(np.abs(cells - np.round(cells)) > 1e-4) or np.any(cells < 1):
-        raise ConfigError(f'DATA_CONFIG.POINT_CLOUD_RANGE {list(pc_range)} is not a whole number of '
-                          f'DATA_CONFIG.VOXEL_SIZE {list(voxel)} cells: {list(cells)}')
+    """Raise ConfigError for unknown keys (with close matches), wrong types, missing keys, a range the voxel
+    size does not divide, a grid the stock OpenPCDet backbones cannot take, features the dataset does not
+    provide, or a DATA_PATH that does not exist. Every problem of a stage is listed at once."""
+    data = cfg.get('DATA_CONFIG')
+    dataset = data.get('DATASET') if isinstance(data, dict) else None
+    if dataset not in DATASET_KEYS:  # its keys depend on it: check it first
+        raise ConfigError(f'DATA_CONFIG.DATASET {dataset!r} is not a known dataset layout'
+                          f'{_suggest(str(dataset), DATASET_KEYS)}')
+    errors = schema_errors(cfg, config_schema(dataset)) or value_errors(cfg)
+    if errors:
+        raise ConfigError('bad config:\n  ' + '\n  '.join(errors))
     if not Path(data.DATA_PATH).exists():
         raise ConfigError(f'DATA_CONFIG.DATA_PATH {data.DATA_PATH!r} does not exist '
                           f'(generate synthetic sweeps with tools/make_synthetic.py, or point it at your data)')
+
+
+def schema_errors(node: dict, schema: dict, prefix: str = '') -> list:
+    """Messages for the keys of `node` that `schema` does not know or whose values do not match."""
+    errors = []
+    for key, value in node.items():
+        dotted = f'{prefix}{key}'
+        if key not in schema:
+            errors.append(f'unknown key {dotted}{_suggest(str(key), schema)}')
+            continue
+        spec = _unwrap(schema[key])
+        if isinstance(spec, dict) and isinstance(value, dict):
+            errors += schema_errors(value, spec, f'{dotted}.')
+        elif isinstance(spec, dict) or not matches(value, spec):
+            errors.append(f'{dotted}: expected {describe(spec)}, got {value!r} ({type(value).__name__})'
+                          f'{_hint(value, spec)}')
+    errors += [f'missing key {prefix}{key} ({describe(spec)})' for key, spec in schema.items()
+               if isinstance(spec, Required) and key not in node]
+    return errors
+
+
+def matches(value, spec) -> bool:
+    if spec is None:
+        return value is None
+    if spec in (int, float):
+        return isinstance(value, (int, float) if spec is float else int) and not isinstance(value, bool)
+    if isinstance(spec, type):
+        return isinstance(value, spec)
+    if isinstance(spec, ListOf):
+        return (isinstance(value, (list, tuple)) and spec.length in (None, len(value))
+                and all(matches(item, spec.item) for item in value))
+    if isinstance(spec, OneOf):
+        return any(matches(value, option) for option in spec.specs)
+    return any(type(value) is type(choice) and value == choice for choice in spec.values)
+
+
+def describe(spec) -> str:
+    spec = _unwrap(spec)
+    if isinstance(spec, dict):
+        return 'a section (a mapping of keys)'
+    if isinstance(spec, ListOf):
+        items = PLURALS.get(spec.item) or f'items that are each {describe(spec.item)}'
+        return f'a list of {spec.length} {items}' if spec.length else f'a list of {items}'
+    if isinstance(spec, OneOf):
+        return ' or '.join(describe(option) for option in spec.specs)
+    if isinstance(spec, Choice):
+        return 'one of ' + ', '.join(repr(choice) for choice in spec.values)
+    return NAMES[spec]
+
+
+def _unwrap(spec):
+    return spec.spec if isinstance(spec, Required) else spec
+
+
+def _suggest(key: str, schema: dict) -> str:
+    known = {str(k).upper(): str(k) for k in schema}
+    close = difflib.get_close_matches(key.upper(), list(known), n=3, cutoff=0.6)
+    if close:
+        return '; did you mean ' + ' or '.join(known[c] for c in close) + '?'
+    return '; known: ' + ', '.join(sorted(known.values()))
+
+
+def _hint(value, spec) -> str:
+    """PyYAML reads `1e-3` (no dot) as a string: say so when the text is a number that would fit."""
+    try:
+        fits = isinstance(value, str) and matches(float(value), spec)
+    except ValueError:
+        fits = False
+    return ' (YAML reads a number like 1e-3 as a string: write 1.0e-3)' if fits else ''
+
+
+def value_errors(cfg) -> list:
+    """Grid and feature problems of a config that passed the schema."""
+    data = cfg.DATA_CONFIG
+    pc_range = np.asarray(data.POINT_CLOUD_RANGE, dtype=np.float64)
+    voxel = np.asarray(data.VOXEL_SIZE, dtype=np.float64)
+    errors = []
+    cells = (pc_range[3:] - pc_range[:3]) / np.where(voxel > 0, voxel, np.nan)
+    if not np.all(np.abs(cells - np.round(cells)) <= 1e-4) or np.any(cells < 1):
+        errors.append(f'DATA_CONFIG.POINT_CLOUD_RANGE {pc_range.tolist()} is not a whole number of '
+                      f'DATA_CONFIG.VOXEL_SIZE {voxel.tolist()} cells: {cells.tolist()}')
+    elif cfg.MODEL.BACKBONE_3D.NAME in STOCK_BACKBONES_3D:
+        errors += _grid_errors(np.round(cells).astype(int), cfg.MODEL.BACKBONE_3D.NAME)
+    errors += _feature_errors(data)
+    if not 0 <= data.get('MAX_BAD_FRACTION', 0.0) < 1:
+        errors.append(f'DATA_CONFIG.MAX_BAD_FRACTION {data.MAX_BAD_FRACTION} must be in [0, 1)')
+    return errors
+
+
+def _grid_errors(cells, backbone: str) -> list:
+    keys = 'DATA_CONFIG.POINT_CLOUD_RANGE / DATA_CONFIG.VOXEL_SIZE'
+    errors = []
+    if cells[2] != STOCK_Z_CELLS:
+        errors.append(f'{keys} give {cells[2]} z cells; MODEL.BACKBONE_3D {backbone} needs {STOCK_Z_CELLS} (as in '
+                      f"every stock OpenPCDet config) for HeightCompression's 256 BEV features")
+    for axis, count in zip('xy', cells[:2]):
+        if count % BEV_MULTIPLE:
+            errors.append(f'{keys} give {count} {axis} cells; MODEL.BACKBONE_3D {backbone} with BaseBEVBackbone '
+                          f'needs a multiple of {BEV_MULTIPLE}')
+    return errors
+
+
+def _feature_errors(data) -> list:
+    encoding = data.POINT_FEATURE_ENCODING
+    provided = list(SOURCES[data.DATASET].FEATURES)
+    errors = []
+    if list(encoding.src_feature_list) != provided:
+        errors.append(f'DATA_CONFIG.POINT_FEATURE_ENCODING.src_feature_list {list(encoding.src_feature_list)}: '
+                      f'{data.DATASET} sweeps have {provided}')
+    used = list(encoding.used_feature_list)
+    if used[:3] != ['x', 'y', 'z'] or not set(used) <= set(encoding.src_feature_list):
+        errors.append(f'DATA_CONFIG.POINT_FEATURE_ENCODING.used_feature_list {used} must start with x, y, z '
+                      f'and be taken from src_feature_list')
+    return errors

@@ -2,6 +2,7 @@
 import importlib.metadata
 import re
 import sys
+from contextlib import contextmanager
 
 import torch
 
@@ -56,3 +57,21 @@ def ensure_spconv():
             raise
         raise ImportError(f"also-pcdet needs spconv 2.x, which is not installed: {INSTALL_HINT}.") from err
     patch_cpu_stream()
+
+
+@contextmanager
+def single_threaded_on_cpu(device):
+    """Run the enclosed code with one torch thread when `device` is the CPU.
+
+    spconv's CPU sparse convolutions race when torch has several threads: the same input gives outputs
+    that differ by several percent from run to run (traveller59/spconv#679). One thread makes them exact
+    and repeatable."""
+    if torch.device(device).type != 'cpu':
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

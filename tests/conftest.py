@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -39,3 +40,13 @@ def tiny_cfg(data_path, *extra):
 @pytest.fixture
 def tiny_config(synthetic_kitti):
     return tiny_cfg(synthetic_kitti)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: spconv's CPU convolutions return wrong, run-to-run different
+    features when torch runs several threads (see tools/train.py)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -2,8 +2,14 @@
 
     python tools/make_synthetic.py --out data/synthetic_kitti --num_sweeps 20 --seed 0 \
         [--layout kitti_object] [--bev_png docs/synthetic_bev.png] [--workers N]
+
+Layouts: kitti_object (training/velodyne + ImageSets), kitti_raw (<date>/<drive>_sync/velodyne_points/data),
+sequences (sequences/NN/velodyne), nuscenes (samples|sweeps/LIDAR_TOP/*.pcd.bin), waymo_processed
+(waymo_processed_data_v0_5_0/<segment>/NNNN.npy), waymo_tfrecord (raw_data/<segment>.tfrecord); the Waymo
+ones write at least two equal segments of up to 20 frames.
 """
 import argparse
+import inspect
 import sys
 from pathlib import Path
 
@@ -13,10 +19,19 @@ except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from also_pcdet.datasets.synthetic import CLASS_NAMES, HDL64, make_sweep, write_kitti_object  # noqa: E402
+from also_pcdet.datasets.synthetic.layout_writers import (write_kitti_raw, write_nuscenes,  # noqa: E402
+                                                          write_sequences, write_waymo_processed_sweeps,
+                                                          write_waymo_tfrecord_sweeps)
 
-# layout name -> writer(root, num_sweeps, seed, val_every=..., lidar=..., *, workers=..., progress=...)
+# layout name -> writer(root, num_sweeps, seed, **options); it gets those of val_every, workers and progress
+# that its signature names, and writes with its own sensor (HDL-64, nuScenes' HDL-32E, Waymo's TOP lidar).
 LAYOUTS = {
     'kitti_object': write_kitti_object,
+    'kitti_raw': write_kitti_raw,
+    'sequences': write_sequences,
+    'nuscenes': write_nuscenes,
+    'waymo_processed': write_waymo_processed_sweeps,
+    'waymo_tfrecord': write_waymo_tfrecord_sweeps,
 }
 
 LABEL_COLOURS = ('#a0a0a0', '#d95f02', '#1b9e77', '#7570b3', '#e7298a')
@@ -54,13 +69,15 @@ def main(argv=None):
     parser.add_argument('--num_sweeps', type=int, default=20)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--layout', choices=sorted(LAYOUTS), default='kitti_object')
-    parser.add_argument('--val_every', type=int, default=5, help='every val_every-th frame goes to val')
+    parser.add_argument('--val_every', type=int, default=5, help='kitti_object: every val_every-th frame goes to val')
     parser.add_argument('--bev_png', help='also save a BEV picture of sweep 0 here')
     parser.add_argument('--workers', type=int, default=1)
     args = parser.parse_args(argv)
 
-    LAYOUTS[args.layout](args.out, args.num_sweeps, args.seed, val_every=args.val_every, lidar=HDL64,
-                         workers=args.workers, progress=True)
+    writer = LAYOUTS[args.layout]
+    options = {'val_every': args.val_every, 'workers': args.workers, 'progress': True}
+    accepted = inspect.signature(writer).parameters
+    writer(args.out, args.num_sweeps, args.seed, **{k: v for k, v in options.items() if k in accepted})
     if args.bev_png:
         sweep = make_sweep(args.seed, 0, HDL64)
         save_bev_png(sweep['points'], sweep['labels'], args.bev_png)

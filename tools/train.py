@@ -4,7 +4,6 @@
     bash tools/dist_train.sh 4 --cfg_file cfgs/also_pretrain.yaml
 """
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -20,8 +19,9 @@ from also_pcdet import pcdet_seam  # noqa: E402
 from also_pcdet.config import cfg_from_list, cfg_from_yaml_file  # noqa: E402
 from also_pcdet.config_checks import check_config  # noqa: E402
 from also_pcdet.datasets import build_dataloader  # noqa: E402
-from also_pcdet.engine.checkpoint import find_resume_checkpoint  # noqa: E402
-from also_pcdet.engine.distributed import all_reduce_sum, init_distributed  # noqa: E402
+from also_pcdet.engine.checkpoint import (find_resume_checkpoint, remove_stale_temp_files,  # noqa: E402
+                                          save_atomic)
+from also_pcdet.engine.distributed import all_reduce_sum, convert_sync_batchnorm, init_distributed  # noqa: E402
 from also_pcdet.engine.export import export_backbone  # noqa: E402
 from also_pcdet.engine.optimization import build_optimizer  # noqa: E402
 from also_pcdet.engine.run_setup import (create_logger, output_dir_for, pick_seed, seed_everything,  # noqa: E402
@@ -41,17 +41,21 @@ def parse_args(argv=None):
     p.add_argument('--pretrained_model', default=None, help='initialise weights from a checkpoint (non-strict)')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none')
     p.add_argument('--tcp_port', type=int, default=18888)
-    p.add_argument('--sync_bn', action='store_true', help='convert BatchNorm to SyncBatchNorm (CUDA only)')
+    p.add_argument('--sync_bn', action='store_true', help='convert BatchNorm to SyncBatchNorm (GPUs only)')
     p.add_argument('--fix_random_seed', action='store_true', help='seed 666 everywhere: reproducible runs')
     p.add_argument('--ckpt_save_interval', type=int, default=1, help='epochs between epoch checkpoints')
     p.add_argument('--local_rank', '--local-rank', type=int, default=None, help='ignored: torchrun sets LOCAL_RANK')
-    p.add_argument('--max_ckpt_save_num', type=int, default=30, help='epoch checkpoints kept')
+    p.add_argument('--max_ckpt_save_num', type=int, default=30, help='epoch checkpoints kept (at least 1)')
     p.add_argument('--merge_all_iters_to_one_epoch', action='store_true', help='not supported; refused')
     p.add_argument('--amp', action='store_true', help='float16 mixed precision (CUDA only)')
     p.add_argument('--output_root', default='output', help='where output/<cfg>/<extra_tag>/ goes')
     p.add_argument('--eval_interval', type=int, default=0, help='validate every N epochs on the val split (0 = off)')
     p.add_argument('--set', dest='set_cfgs', nargs=argparse.REMAINDER, default=None, help='KEY.SUB value ... overrides')
+    p.add_argument('--dump_final_state', metavar='DIR', default=None,
+                   help='debug: every process saves its final state to DIR/rank_<R>.pth (DDP replicas must agree)')
     args = p.parse_args(argv)
+    if args.max_ckpt_save_num < 1:
+        p.error('--max_ckpt_save_num must be at least 1 (the last epoch checkpoint is exported)')
     if args.merge_all_iters_to_one_epoch:
         p.error('--merge_all_iters_to_one_epoch is not supported: use --epochs and OPTIMIZATION.CKPT_SAVE_ITERS')
     cfg = cfg_from_yaml_file(args.cfg_file)
@@ -65,8 +69,6 @@ def main(argv=None):
     args, cfg = parse_args(argv)
     rank, world_size, local_rank = init_distributed(args.launcher, args.tcp_port)
     device = torch.device('cuda', torch.cuda.current_device()) if torch.cuda.is_available() else torch.device('cpu')
-    if args.sync_bn and device.type != 'cuda':
-        raise SystemExit('--sync_bn needs CUDA (SyncBatchNorm has no CPU/gloo implementation); drop the flag')
     global_cfg = pcdet_seam.pcdet_global_cfg()
     if global_cfg is not None:
         global_cfg.update(cfg)
@@ -80,6 +82,10 @@ def main(argv=None):
     logger = create_logger(out_dir / f'log_train_{timestamp()}.txt', rank)
     logger.info(f'output: {out_dir}  processes: {world_size}  device: {device}  batch/process: {batch_size}')
     logger.info('args: ' + ' '.join(f'{k}={v}' for k, v in sorted(vars(args).items())))
+    if device.type == 'cpu' and torch.get_num_threads() > 1:
+        logger.warning(f'training on 1 CPU thread instead of {torch.get_num_threads()}: with several threads '
+                       f'spconv\'s CPU convolutions return wrong features that change from run to run')
+        torch.set_num_threads(1)
 
     seed = int(all_reduce_sum([pick_seed(args.fix_random_seed) if rank == 0 else 0])[0])
     seed_everything(seed, deterministic=args.fix_random_seed)
@@ -93,7 +99,7 @@ def main(argv=None):
 
     model = build_network(cfg.MODEL, dataset)
     if args.sync_bn:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = convert_sync_batchnorm(model, device)
     model.to(device)
     if args.pretrained_model:
         model.load_params_from_file(args.pretrained_model, logger=logger, to_cpu=device.type != 'cuda')
@@ -107,6 +113,9 @@ def main(argv=None):
                       tb_writer=writer, rank=rank, amp=args.amp, seed=seed,
                       ckpt_save_interval=args.ckpt_save_interval, max_ckpt_save_num=args.max_ckpt_save_num,
                       val_loader=val_loader, eval_interval=args.eval_interval)
+    if rank == 0:
+        for stale in remove_stale_temp_files(ckpt_dir):
+            logger.warning(f'removed {stale}, left by a process killed while saving')
     resume_from = args.ckpt
     if resume_from is None:
         resume_from, errors = find_resume_checkpoint(ckpt_dir)
@@ -116,9 +125,17 @@ def main(argv=None):
         trainer.resume(resume_from)
         dataset.seed = loader.sampler.seed = trainer.seed
 
-    trainer.fit(epochs, save_every_iters=cfg.OPTIMIZATION.get('CKPT_SAVE_ITERS', 0))
+    try:
+        trainer.fit(epochs, save_every_iters=cfg.OPTIMIZATION.get('CKPT_SAVE_ITERS', 0))
+    except FloatingPointError as err:
+        logger.error(str(err))
+        raise SystemExit(1) from err
+    if args.dump_final_state:
+        save_atomic(trainer.state(), Path(args.dump_final_state) / f'rank_{rank}.pth')
     if rank == 0:
         final = ckpt_dir / f'checkpoint_epoch_{trainer.epoch}.pth'
+        if not final.exists():  # --ckpt of a finished run from another folder: nothing was trained here
+            trainer.save(final)
         exported = export_backbone(final, ckpt_dir / 'pretrained_backbone.pth')
         logger.info(f'exported {len(exported["model_state"])} backbone tensors to {ckpt_dir / "pretrained_backbone.pth"}')
         writer.close()

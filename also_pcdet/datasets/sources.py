@@ -64,14 +64,26 @@ def list_file(root: Path, name) -> Path:
     return path if path.is_absolute() else root / path
 
 
-def sorted_names(folder: Path, suffix: str) -> list:
-    """Names of the entries of `folder` ending in `suffix`, sorted; a missing folder is a SweepError."""
-    if not folder.is_dir():
-        raise SweepError(folder, 'listed folder not found')
-    return sorted(entry.name for entry in os.scandir(folder) if entry.name.endswith(suffix))
+def files_in(root: Path, folders, suffix: str) -> list:
+    """Paths (relative to `root`) of the entries ending in `suffix` of each folder (relative to `root`),
+    sorted by name within a folder; a missing folder is a SweepError."""
+    paths = []
+    for folder in folders:
+        if not (root / folder).is_dir():
+            raise SweepError(root / folder, 'listed folder not found')
+        names = sorted(entry.name for entry in os.scandir(root / folder) if entry.name.endswith(suffix))
+        paths += [folder / name for name in names]
+    return paths
 
 
-class KittiObjectSweeps(SweepSource):
+class KittiBinSweeps(SweepSource):
+    """Sweeps stored as KITTI velodyne `.bin` records (float32 x, y, z, reflectance), seen from SENSOR_ORIGIN."""
+
+    def read(self, index):
+        return read_float32_records(self.path(index), len(KITTI_FEATURES)), self.origin
+
+
+class KittiObjectSweeps(KittiBinSweeps):
     """KITTI 3D object: `training/velodyne/<id>.bin` for the ids in `ImageSets/<split>.txt`."""
 
     def __init__(self, dataset_cfg, root, split):
@@ -81,11 +93,8 @@ class KittiObjectSweeps(SweepSource):
     def path(self, index: int) -> Path:
         return self.root / 'training' / 'velodyne' / f'{self.items[index]}.bin'
 
-    def read(self, index):
-        return read_float32_records(self.path(index), 4), self.origin
 
-
-class KittiRawSweeps(SweepSource):
+class KittiRawSweeps(KittiBinSweeps):
     """KITTI raw: `<date>/<date>_drive_<NNNN>_sync/velodyne_points/data/<NNNNNNNNNN>.bin`.
 
     DATA_SPLIT[mode] is `all` (every drive under DATA_PATH) or a drive list file (relative to DATA_PATH,
@@ -101,11 +110,7 @@ class KittiRawSweeps(SweepSource):
             if bad:
                 raise SweepError(list_file(self.root, split), f'not <date>_drive_<NNNN>_sync names: {bad[:3]}')
             drives = [Path(name[:10], name) for name in names]
-        folders = [drive / 'velodyne_points' / 'data' for drive in drives]
-        self.items = [folder / name for folder in folders for name in sorted_names(self.root / folder, '.bin')]
-
-    def read(self, index):
-        return read_float32_records(self.path(index), 4), self.origin
+        self.items = files_in(self.root, [drive / 'velodyne_points' / 'data' for drive in drives], '.bin')
 
 
 def sequence_name(sequence) -> str:
@@ -114,7 +119,7 @@ def sequence_name(sequence) -> str:
     return text.zfill(2) if text.isdigit() else text
 
 
-class SequenceSweeps(SweepSource):
+class SequenceSweeps(KittiBinSweeps):
     """SemanticKITTI / KITTI-360-style sequences: `sequences/<NN>/velodyne/<NNNNNN>.bin`.
 
     DATA_SPLIT[mode] is a list of sequence ids (e.g. ['00', '01']) or `all`."""
@@ -125,11 +130,7 @@ class SequenceSweeps(SweepSource):
             sequences = sorted(path.parent.name for path in self.root.glob('sequences/*/velodyne'))
         else:
             sequences = [sequence_name(s) for s in split]
-        folders = [Path('sequences', s, 'velodyne') for s in sequences]
-        self.items = [folder / name for folder in folders for name in sorted_names(self.root / folder, '.bin')]
-
-    def read(self, index):
-        return read_float32_records(self.path(index), 4), self.origin
+        self.items = files_in(self.root, [Path('sequences', s, 'velodyne') for s in sequences], '.bin')
 
 
 class NuScenesSweeps(SweepSource):
@@ -143,8 +144,7 @@ class NuScenesSweeps(SweepSource):
         super().__init__(dataset_cfg, root, split)
         if split == ALL:
             kinds = ('samples', 'sweeps') if dataset_cfg.get('INCLUDE_SWEEPS', False) else ('samples',)
-            folders = [Path(kind, 'LIDAR_TOP') for kind in kinds]
-            self.items = [folder / name for folder in folders for name in sorted_names(self.root / folder, '.pcd.bin')]
+            self.items = files_in(self.root, [Path(kind, 'LIDAR_TOP') for kind in kinds], '.pcd.bin')
         else:
             self.items = [Path(line) for line in read_split_file(list_file(self.root, split))]
 
@@ -168,8 +168,7 @@ class WaymoProcessedSweeps(SweepSource):
     def __init__(self, dataset_cfg, root, split):
         super().__init__(dataset_cfg, root, split)
         tag = dataset_cfg.get('PROCESSED_DATA_TAG', 'waymo_processed_data_v0_5_0')
-        folders = [Path(tag, segment) for segment in waymo_segments(self.root, split)]
-        self.items = [folder / name for folder in folders for name in sorted_names(self.root / folder, '.npy')]
+        self.items = files_in(self.root, [Path(tag, segment) for segment in waymo_segments(self.root, split)], '.npy')
 
     def read(self, index):
         return read_waymo_npy(self.path(index), origin=self.origin)

@@ -1,7 +1,6 @@
 """OpenPCDet-format checkpoints: atomic writes, rotation, resume discovery, weights_only loading."""
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import torch
@@ -10,6 +9,7 @@ from ..version import CHECKPOINT_VERSION
 
 EPOCH_CKPT = re.compile(r'checkpoint_epoch_(\d+)\.pth$')
 LATEST_NAME = 'latest_model.pth'
+TEMP_SUFFIX = '.tmp'
 
 
 def unwrap(model):
@@ -30,21 +30,36 @@ def checkpoint_state(model, optimizer=None, epoch: int = 0, it: int = 0, **extra
     return state
 
 
+def temp_path(path: Path) -> Path:
+    """Where `save_atomic` writes `path` before the rename (a hidden name the checkpoint globs skip)."""
+    return path.with_name(f'.{path.name}.{os.getpid()}{TEMP_SUFFIX}')
+
+
 def save_atomic(state: dict, path) -> Path:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+    """Write to a temporary file in the same folder, fsync, then rename over `path`: a crash at any
+    point leaves either the old file or the new one, never a partial one. The file gets the usual
+    umask permissions (unlike a `tempfile.mkstemp` file, which is private to its owner)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    tmp = temp_path(path)
     try:
-        with os.fdopen(fd, 'wb') as handle:
+        with open(tmp, 'wb') as handle:
             torch.save(state, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_stale_temp_files(ckpt_dir) -> list:
+    """Delete the temporary files a process killed while saving left in `ckpt_dir`; return them."""
+    stale = sorted(Path(ckpt_dir).glob(f'.*{TEMP_SUFFIX}'))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def load_checkpoint(path, map_location='cpu', mmap: bool = False) -> dict:

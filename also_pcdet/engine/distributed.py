@@ -5,6 +5,8 @@ import subprocess
 import torch
 import torch.distributed as dist
 
+SYNC_BN_DEVICES = ('cuda', 'hpu', 'xpu')
+
 
 def init_distributed(launcher: str, tcp_port: int = 18888):
     """Start the process group for `launcher` ('none', 'pytorch' = torchrun env, 'slurm').
@@ -32,6 +34,17 @@ def init_distributed(launcher: str, tcp_port: int = 18888):
         backend = 'gloo'
     dist.init_process_group(backend=backend)
     return dist.get_rank(), dist.get_world_size(), local_rank
+
+
+def convert_sync_batchnorm(model, device):
+    """Replace every BatchNorm, the BatchNorm1d inside spconv blocks included, by SyncBatchNorm.
+
+    torch synchronises batch statistics only for GPU-like devices; with a process group on the CPU
+    (gloo) SyncBatchNorm would fail at the first training step, so that is refused here."""
+    if is_distributed() and device.type not in SYNC_BN_DEVICES:
+        raise ValueError(f'--sync_bn: SyncBatchNorm cannot synchronise {device.type} tensors across processes '
+                         f'(torch supports {", ".join(SYNC_BN_DEVICES)}); drop the flag on the CPU / gloo')
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def is_distributed() -> bool:

@@ -2,6 +2,7 @@
 import torch
 
 from ..models.occupancy_head import metrics_from_counts, occupancy_counts
+from ..spconv_compat import single_threaded_on_cpu
 from .batch import batch_to_device
 from .checkpoint import load_checkpoint, unwrap
 from .distributed import all_reduce_sum
@@ -28,12 +29,13 @@ def load_trained(model, ckpt_path, backbone_only: bool = False):
 def evaluate(model, loader, device) -> dict:
     """Occupancy IoU, accuracy, precision, recall (TP/FP/FN/TN summed over all pairs), intensity L1
     over the pairs with an intensity target, and the mean per-batch loss. Sums are reduced over ranks
-    when distributed. The model is left in eval mode."""
+    when distributed. The model is left in eval mode; on the CPU it runs on one thread (repeatable results)."""
     model = unwrap(model)
     model.eval()
     sums = dict.fromkeys(SUMS, 0.0)
     for batch in loader:
-        pred, metric_dict = model(batch_to_device(batch, device))
+        with single_threaded_on_cpu(device):
+            pred, metric_dict = model(batch_to_device(batch, device))
         for key, value in occupancy_counts(pred['occupancy_logits'], pred['occupancy_target']).items():
             sums[key] += value
         mask = pred['intensity_mask']

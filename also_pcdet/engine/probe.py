@@ -16,6 +16,7 @@ from ..datasets.readers import SweepError
 from ..datasets.sweep_dataset import SweepDataset
 from ..datasets.synthetic import CLASS_NAMES
 from ..models import build_network
+from ..spconv_compat import single_threaded_on_cpu
 from .batch import batch_to_device
 from .evaluation import load_trained
 
@@ -58,7 +59,8 @@ def point_features(model, dataset: SweepDataset, source_index: int, device) -> t
     batch = {'batch_size': 1, 'points': np.pad(points, ((0, 0), (1, 0)))}
     batch.update(dataset.voxelizer(points))
     batch['voxel_coords'] = np.pad(batch['voxel_coords'], ((0, 0), (1, 0)))
-    encoded = model.encode(batch_to_device(batch, device))
+    with single_threaded_on_cpu(device):
+        encoded = model.encode(batch_to_device(batch, device))
     low, size = dataset.point_cloud_range[:3], dataset.voxel_size
     zyx = np.floor((points[:, :3] - low) / size).astype(np.int64)[:, ::-1]
     zyx = np.minimum(zyx, dataset.grid_size[::-1] - 1)

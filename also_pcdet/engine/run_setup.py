@@ -11,12 +11,12 @@ import torch
 
 
 def output_dir_for(cfg_file, extra_tag: str, root='output') -> Path:
-    """OpenPCDet's layout: output/<cfg folder without the leading cfgs/>/<cfg name>/<extra_tag>/."""
+    """OpenPCDet's layout: output/<cfg sub-folders below cfgs/>/<cfg name>/<extra_tag>/ (also for an
+    absolute --cfg_file; a config outside any cfgs/ folder goes straight under output/)."""
     cfg_path = Path(cfg_file)
-    parts = [p for p in cfg_path.parent.parts if p not in ('.', '')]
-    if parts and parts[0] == 'cfgs':
-        parts = parts[1:]
-    return Path(root).joinpath(*parts, cfg_path.stem, extra_tag)
+    parts = cfg_path.parent.parts
+    below = parts[len(parts) - parts[::-1].index('cfgs'):] if 'cfgs' in parts else ()
+    return Path(root).joinpath(*below, cfg_path.stem, extra_tag)
 
 
 def create_logger(log_file=None, rank: int = 0) -> logging.Logger:

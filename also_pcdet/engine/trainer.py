@@ -32,6 +32,7 @@ class Trainer:
         self.epoch, self.it, self.batch_in_epoch = 0, 0, 0
         self.bad_sweeps = {}
         self.nonfinite_total, self.nonfinite_run = 0, 0
+        self.last_saved = None
         self.val_loader, self.eval_interval = val_loader, eval_interval
 
     # ----- state -----
@@ -39,6 +40,8 @@ class Trainer:
         rng = {'torch': torch.get_rng_state()}
         if torch.cuda.is_available():
             rng['cuda'] = torch.cuda.get_rng_state_all()
+        if self.amp:
+            extra['scaler_state'] = self.scaler.state_dict()
         return checkpoint_state(self.model, self.optimizer, epoch=self.epoch, it=self.it,
                                 batch_in_epoch=self.batch_in_epoch, seed=self.seed, rng_state=rng,
                                 world_size=self.loader.sampler.world_size, **extra)
@@ -47,6 +50,7 @@ class Trainer:
         if self.rank == 0:
             save_atomic(self.state(), path)
             self.logger.info(f'saved {path} (epoch {self.epoch}, iteration {self.it})')
+        self.last_saved = f'{path} (iteration {self.it})'
 
     def resume(self, path):
         """Restore model, optimizer, counters and RNG state from a checkpoint written by `state`."""
@@ -54,6 +58,8 @@ class Trainer:
         unwrap(self.model).load_state_dict(ckpt['model_state'])
         if ckpt.get('optimizer_state') is not None:
             self.optimizer.load_state_dict(ckpt['optimizer_state'])
+        if self.amp and ckpt.get('scaler_state'):
+            self.scaler.load_state_dict(ckpt['scaler_state'])
         self.epoch, self.it = int(ckpt['epoch']), int(ckpt['it'])
         self.batch_in_epoch = int(ckpt.get('batch_in_epoch', 0))
         if ckpt.get('world_size', self.loader.sampler.world_size) != self.loader.sampler.world_size:
@@ -66,6 +72,7 @@ class Trainer:
             torch.set_rng_state(rng['torch'])
         if 'cuda' in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng['cuda'])
+        self.last_saved = f'{path} (iteration {self.it})'
         self.logger.info(f'resumed from {path}: epoch {self.epoch}, iteration {self.it}, '
                          f'{self.batch_in_epoch} batches into the next epoch')
 
@@ -77,34 +84,42 @@ class Trainer:
         """Forward, backward and update; returns the tb_dict, or None when the step was skipped."""
         set_learning_rate(self.optimizer, learning_rate(self.opt_cfg, self.it, self.total_iters))
         self.optimizer.zero_grad(set_to_none=True)
+        buffers = [buf.detach().clone() for buf in unwrap(self.model).buffers()]  # BatchNorm statistics
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
             ret, tb_dict, _ = self.model(batch)
         loss = ret['loss']
         if not self.all_ranks_agree(bool(torch.isfinite(loss))):
-            return self.skip_nonfinite(f'loss is {loss.item()}')
+            return self.skip_nonfinite(f'loss is {loss.item()}', buffers)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         clip = self.opt_cfg.get('GRAD_NORM_CLIP', 0) or math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(unwrap(self.model).parameters(), clip)
         if not self.amp and not self.all_ranks_agree(bool(torch.isfinite(grad_norm))):
-            return self.skip_nonfinite(f'gradient norm is {grad_norm.item()}')
+            return self.skip_nonfinite(f'gradient norm is {grad_norm.item()}', buffers)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.nonfinite_run = 0
         tb_dict.update(loss=loss.item(), grad_norm=float(grad_norm), lr=self.optimizer.param_groups[0]['lr'])
         return tb_dict
 
-    def skip_nonfinite(self, what: str):
+    def skip_nonfinite(self, what: str, buffers: list):
+        """Undo the step: drop the gradients and restore the buffers (BatchNorm running statistics) the
+        forward pass updated; stop after MAX_NONFINITE_STEPS skipped steps in a row."""
         self.optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for buf, saved in zip(unwrap(self.model).buffers(), buffers):
+                buf.copy_(saved)
         self.nonfinite_total += 1
         self.nonfinite_run += 1
         limit = self.opt_cfg.get('MAX_NONFINITE_STEPS', 10)
         self.logger.warning(f'iteration {self.it}: {what}; step skipped ({self.nonfinite_run} in a row, '
                             f'{self.nonfinite_total} in this run)')
         if self.nonfinite_run >= limit:
+            kept = f'the last good checkpoint, {self.last_saved}, is kept' if self.last_saved else \
+                'no checkpoint was written in this run'
             raise FloatingPointError(f'{self.nonfinite_run} non-finite steps in a row (limit OPTIMIZATION.'
-                                     f'MAX_NONFINITE_STEPS={limit}); stopping. The last good checkpoint in '
-                                     f'{self.ckpt_dir} is kept; lower the LR or enable GRAD_NORM_CLIP.')
+                                     f'MAX_NONFINITE_STEPS={limit}); stopping: {kept}. Lower the LR, enable '
+                                     f'GRAD_NORM_CLIP or check the data.')
         return None
 
     # ----- skipped sweeps -----
@@ -165,7 +180,7 @@ class Trainer:
             self.batch_in_epoch += 1
             if tb_dict is not None:
                 self.log_step(tb_dict, bar)
-            if save_every_iters and self.it % save_every_iters == 0:
+            if save_every_iters and self.it % save_every_iters == 0 and not self.nonfinite_run:
                 self.save(self.ckpt_dir / LATEST_NAME)
         bad = int(all_reduce_sum([len(self.bad_sweeps) - bad_before])[0])
         if self.rank == 0:

@@ -5,6 +5,7 @@ import torch
 
 from ..datasets.sweep_dataset import SweepDataset
 from ..models.occupancy_head import metrics_from_counts, occupancy_counts
+from ..spconv_compat import single_threaded_on_cpu
 from .batch import batch_to_device
 from .checkpoint import unwrap
 
@@ -61,7 +62,8 @@ def render_sample(model, sample: dict, device, resolution: float = 0.4, bev_z: f
     was_training = model.training
     model.eval()
     batch = batch_to_device(SweepDataset.collate_batch([dict(sample, skipped=[])]), device)
-    encoded = model.encode(batch)
+    with single_threaded_on_cpu(device):
+        encoded = model.encode(batch)
     model.dense_head(encoded)
     ret = model.dense_head.forward_ret_dict
     query_prob = per_query_probability(ret['occupancy_logits'].sigmoid(), ret['query_index'], len(sample['queries']))

@@ -59,7 +59,7 @@ def kitti_raw_drive(drive: int) -> Path:
     return Path(date, f'{date}_drive_{drive + 1:04d}_sync')
 
 
-def write_kitti_raw(root, num_sweeps, seed, *, frames_per_drive=10, workers=1, progress=False) -> list:
+def write_kitti_raw(root, num_sweeps, seed, *, frames_per_drive=4, workers=1, progress=False) -> list:
     """KITTI raw: root/<date>/<date>_drive_<NNNN>_sync/velodyne_points/data/<NNNNNNNNNN>.bin (HDL-64,
     float32 x, y, z, reflectance) and velodyne_points/timestamps.txt, `frames_per_drive` frames per drive.
     Returns the sweep paths in frame order."""
@@ -75,7 +75,7 @@ def write_kitti_raw(root, num_sweeps, seed, *, frames_per_drive=10, workers=1, p
     return paths
 
 
-def write_sequences(root, num_sweeps, seed, *, frames_per_sequence=10, workers=1, progress=False) -> list:
+def write_sequences(root, num_sweeps, seed, *, frames_per_sequence=4, workers=1, progress=False) -> list:
     """SemanticKITTI-style: root/sequences/<NN>/velodyne/<NNNNNN>.bin (HDL-64, float32 x, y, z, reflectance)
     and sequences/<NN>/times.txt, `frames_per_sequence` frames per sequence. Returns the sweep paths."""
     root = Path(root)
@@ -94,7 +94,7 @@ def nuscenes_name(scene: int, frame: int) -> str:
     return f'{log}__LIDAR_TOP__{1532402927647951 + scene * 3_600_000_000 + frame * NUSCENES_SWEEP_US}.pcd.bin'
 
 
-def write_nuscenes(root, num_sweeps, seed, *, frames_per_scene=40, workers=1, progress=False) -> list:
+def write_nuscenes(root, num_sweeps, seed, *, frames_per_scene=20, workers=1, progress=False) -> list:
     """nuScenes LIDAR_TOP (HDL-32E, sensor frame): every 10th frame of a scene is a key frame in
     root/samples/LIDAR_TOP/, the others go to root/sweeps/LIDAR_TOP/; records are float32 x, y, z,
     intensity 0-255, ring. Returns the sweep paths in frame order."""
@@ -108,22 +108,24 @@ def write_nuscenes(root, num_sweeps, seed, *, frames_per_scene=40, workers=1, pr
     return paths
 
 
-def _segments(num_sweeps, frames_per_segment):
-    """At least two segments (the Waymo writers send the last fifth, at least one, to val)."""
-    return max(2, math.ceil(num_sweeps / frames_per_segment))
+def _segments(num_sweeps, max_frames_per_segment):
+    """(segments, frames per segment) covering `num_sweeps` frames: at least two segments, since the Waymo
+    writers send the last fifth of them (at least one) to val."""
+    segments = max(2, math.ceil(num_sweeps / max_frames_per_segment))
+    return segments, math.ceil(num_sweeps / segments)
 
 
-def write_waymo_processed_sweeps(root, num_sweeps, seed, *, frames_per_segment=5) -> list:
-    """OpenPCDet's processed Waymo layout (`write_waymo_processed`), whole segments of `frames_per_segment`
-    frames covering at least `num_sweeps` frames. Returns the writer's per-frame truth."""
-    return write_waymo_processed(root, _segments(num_sweeps, frames_per_segment), frames_per_segment, seed)
+def write_waymo_processed_sweeps(root, num_sweeps, seed, *, max_frames_per_segment=20) -> list:
+    """OpenPCDet's processed Waymo layout (`write_waymo_processed`) with at least `num_sweeps` frames (exactly
+    when they split evenly over the segments). Returns the writer's per-frame truth."""
+    return write_waymo_processed(root, *_segments(num_sweeps, max_frames_per_segment), seed)
 
 
-def write_waymo_tfrecord_sweeps(root, num_sweeps, seed, *, frames_per_segment=5, raw_data_tag='raw_data') -> list:
+def write_waymo_tfrecord_sweeps(root, num_sweeps, seed, *, max_frames_per_segment=20, raw_data_tag='raw_data') -> list:
     """OpenPCDet's raw Waymo layout: root/raw_data/<segment>.tfrecord and root/ImageSets/{train,val}.txt
     (`write_waymo_tfrecord`), sized like `write_waymo_processed_sweeps`. Returns the per-frame truth."""
     root, raw = Path(root), Path(root) / raw_data_tag
-    truths = write_waymo_tfrecord(raw, _segments(num_sweeps, frames_per_segment), frames_per_segment, seed)
+    truths = write_waymo_tfrecord(raw, *_segments(num_sweeps, max_frames_per_segment), seed)
     (root / 'ImageSets').mkdir(parents=True, exist_ok=True)
     for listing in (raw / 'ImageSets').iterdir():
         os.replace(listing, root / 'ImageSets' / listing.name)

@@ -1,0 +1,127 @@
+"""Every config key this project reads, with its type; `config_checks.check_config` rejects any other key.
+
+A schema is a dict {KEY: spec}. A spec is `int`, `float` (an int is accepted), `bool`, `str`, `None` (null),
+`ListOf(spec, length)`, `OneOf(spec, ...)`, `Choice(value, ...)`, `Required(spec)` (the key must be present)
+or a dict (a section whose keys must all be known). A key added to the code must be added here."""
+
+
+class ListOf:
+    def __init__(self, item, length=None):
+        self.item, self.length = item, length
+
+
+class OneOf:
+    def __init__(self, *specs):
+        self.specs = specs
+
+
+class Choice:
+    def __init__(self, *values):
+        self.values = values
+
+
+class Required:
+    def __init__(self, spec):
+        self.spec = spec
+
+
+XYZ = ListOf(float, 3)
+TRAIN_TEST_INT = {'train': Required(int), 'test': Required(int)}
+
+
+def _split(spec):
+    """DATA_SPLIT: what each of `train` and `test` names depends on the dataset layout."""
+    return Required({'train': Required(spec), 'test': Required(spec)})
+
+
+# DATA_CONFIG keys of one layout (`DATASET`), on top of DATA_CONFIG; see datasets/sources.py.
+DATASET_KEYS = {
+    'KittiObjectSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ},
+    'KittiRawSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ},
+    'SequenceSweeps': {'DATA_SPLIT': _split(OneOf(Choice('all'), ListOf(OneOf(str, int)))), 'SENSOR_ORIGIN': XYZ},
+    'NuScenesSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ, 'INCLUDE_SWEEPS': bool},
+    'WaymoProcessedSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ, 'PROCESSED_DATA_TAG': str},
+    'WaymoTfrecordSweeps': {'DATA_SPLIT': _split(str), 'RAW_DATA_TAG': str, 'INDEX_CACHE': OneOf(None, str)},
+}
+
+# DATA_CONFIG keys of every dataset layout.
+DATA_CONFIG = {
+    'DATASET': Required(Choice(*DATASET_KEYS)),
+    'DATA_PATH': Required(str),
+    'CLASS_NAMES': ListOf(str),
+    'POINT_CLOUD_RANGE': Required(ListOf(float, 6)),
+    'VOXEL_SIZE': Required(XYZ),
+    'SAMPLE_INTERVAL': TRAIN_TEST_INT,
+    'POINT_FEATURE_ENCODING': Required({
+        'encoding_type': Choice('absolute_coordinates_encoding'),
+        'used_feature_list': Required(ListOf(str)),
+        'src_feature_list': Required(ListOf(str)),
+    }),
+    'QUERIES': Required({
+        'DECIMATION_CELL': Required(float),
+        'NUM_QUERIES': Required(int),
+        'BAND': Required(float),
+        'MAX_INPUT_POINTS': Required(int),
+    }),
+    'AUGMENTATION': Required({
+        'ENABLED': Required(bool),
+        'ROT_RANGE': Required(ListOf(float, 2)),
+        'FLIP_X_PROB': Required(float),
+    }),
+    'VOXELIZATION': Required({
+        'MAX_POINTS_PER_VOXEL': Required(int),
+        'MAX_NUMBER_OF_VOXELS': Required(TRAIN_TEST_INT),
+    }),
+    'MAX_BAD_FRACTION': float,
+}
+
+MODEL = {
+    'NAME': Required(str),
+    'VFE': Required({'NAME': Required(str)}),
+    'BACKBONE_3D': Required({'NAME': Required(str), 'USE_BIAS': OneOf(None, bool), 'last_pad': int}),
+    'MAP_TO_BEV': Required({'NAME': Required(str), 'NUM_BEV_FEATURES': Required(int)}),
+    'BACKBONE_2D': Required({
+        'NAME': Required(str),
+        'LAYER_NUMS': ListOf(int),
+        'LAYER_STRIDES': ListOf(int),
+        'NUM_FILTERS': ListOf(int),
+        'UPSAMPLE_STRIDES': ListOf(int),
+        'NUM_UPSAMPLE_FILTERS': ListOf(int),
+        'USE_CONV_FOR_NO_STRIDE': bool,
+    }),
+    'DENSE_HEAD': Required({
+        'NAME': Required(str),
+        'CLASS_AGNOSTIC': bool,
+        'INPUT_FEATURES': int,
+        'LATENT_SIZE': Required(int),
+        'RADIUS': Required(float),
+        'MAX_NEIGHBOURS': Required(int),
+        'DECODER_HIDDEN': Required(int),
+        'DECODER_LAYERS': Required(int),
+        'LOSS_WEIGHTS': Required({'OCCUPANCY': Required(float), 'INTENSITY': Required(float)}),
+    }),
+}
+
+OPTIMIZATION = {
+    'BATCH_SIZE_PER_GPU': Required(int),
+    'NUM_EPOCHS': Required(int),
+    'OPTIMIZER': Required(Choice('adamw', 'adam', 'sgd')),
+    'LR': Required(float),
+    'WEIGHT_DECAY': Required(float),
+    'MOMENTUM': float,
+    'LR_SCHEDULE': Choice('constant', 'cosine'),
+    'GRAD_NORM_CLIP': float,
+    'MAX_NONFINITE_STEPS': int,
+    'CKPT_SAVE_ITERS': int,
+    'LOG_INTERVAL': int,
+}
+
+
+def config_schema(dataset: str) -> dict:
+    """The schema of a whole config whose DATA_CONFIG.DATASET is `dataset`."""
+    return {
+        'CLASS_NAMES': ListOf(str),
+        'DATA_CONFIG': Required(dict(DATA_CONFIG, **DATASET_KEYS.get(dataset, {}))),
+        'MODEL': Required(MODEL),
+        'OPTIMIZATION': Required(OPTIMIZATION),
+    }

@@ -1,0 +1,71 @@
+"""Numerical safety. Non-finite losses from real causes: one corrupt sweep is skipped and counted; a
+diverging run stops with a clear error and keeps its last good checkpoint. GRAD_NORM_CLIP and --amp."""
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from also_pcdet.datasets import build_dataloader
+from also_pcdet.engine.checkpoint import load_checkpoint
+from also_pcdet.engine.optimization import build_optimizer
+from also_pcdet.engine.trainer import Trainer
+from also_pcdet.models import build_network
+from conftest import tiny_cfg
+from train_cli import FAST_OVERRIDES, run_dir, run_train, scalars, train_args
+
+# 4 of the 8 train sweeps (frames 1, 3, 6, 8) at batch 1: 4 steps
+SMALL_RUN = ('--batch_size', 1, '--epochs', 1, '--fix_random_seed')
+SMALL_SETS = ['DATA_CONFIG.SAMPLE_INTERVAL.train', 2]
+
+
+def test_a_corrupt_sweep_is_skipped_and_counted(synthetic_kitti, tmp_path):
+    data = tmp_path / 'kitti'
+    shutil.copytree(synthetic_kitti, data)
+    sweep = data / 'training' / 'velodyne' / '000001.bin'
+    points = np.fromfile(sweep, dtype=np.float32).reshape(-1, 4)
+    points[:, 3] = 3e38     # finite (the reader's NaN check passes), but voxel means and the L1 target overflow
+    points.tofile(sweep)
+
+    proc = run_train(train_args(data, tmp_path / 'out', *SMALL_RUN, sets=SMALL_SETS))
+    assert re.search(r'iteration \d: loss is (nan|inf); step skipped \(1 in a row, 1 in this run\)', proc.stderr)
+    assert 'epoch 1: 4 iterations in all, 0 newly skipped sweeps, 1 non-finite steps skipped' in proc.stderr
+    out = run_dir(tmp_path / 'out')
+    logged = scalars(out / 'tensorboard')
+    assert logged['train/nonfinite_steps'] == [(4, 1.0)] and len(logged['train/loss']) == 3
+    final = load_checkpoint(out / 'ckpt' / 'checkpoint_epoch_1.pth')
+    assert final['it'] == 4 and all(torch.isfinite(v.float()).all() for v in final['model_state'].values())
+    assert {int(s['step']) for s in final['optimizer_state']['state'].values()} == {3}   # 3 updates applied
+
+
+def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(synthetic_kitti, tmp_path):
+    sets = SMALL_SETS + ['OPTIMIZATION.LR', 1e30, 'OPTIMIZATION.MAX_NONFINITE_STEPS', 2,
+                         'OPTIMIZATION.CKPT_SAVE_ITERS', 1]
+    proc = run_train(train_args(synthetic_kitti, tmp_path / 'out', *SMALL_RUN, sets=sets), check=False)
+    ckpt = run_dir(tmp_path / 'out') / 'ckpt'
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr
+    assert len(re.findall(r'loss is (?:nan|inf); step skipped', proc.stderr)) == 2
+    assert (f'2 non-finite steps in a row (limit OPTIMIZATION.MAX_NONFINITE_STEPS=2); stopping: the last good '
+            f'checkpoint, {ckpt / "latest_model.pth"} (iteration 1), is kept') in proc.stderr
+    assert [p.name for p in ckpt.iterdir()] == ['latest_model.pth']   # not overwritten during the failures
+    assert load_checkpoint(ckpt / 'latest_model.pth')['it'] == 1
+
+
+def test_grad_norm_clip_bounds_the_step_and_amp_needs_cuda(synthetic_kitti, tmp_path, one_thread):
+    # one sweep, plain SGD at LR 1 without weight decay: the first update is the clipped gradient itself
+    cfg = tiny_cfg(synthetic_kitti, *FAST_OVERRIDES, 'DATA_CONFIG.SAMPLE_INTERVAL.train', '8',
+                   'OPTIMIZATION.OPTIMIZER', 'sgd', 'OPTIMIZATION.LR', '1.0', 'OPTIMIZATION.WEIGHT_DECAY', '0',
+                   'OPTIMIZATION.GRAD_NORM_CLIP', '0.01')
+    dataset, loader = build_dataloader(cfg.DATA_CONFIG, 1, 0, training=True, seed=1)
+    model = build_network(cfg.MODEL, dataset)
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = Trainer(model, build_optimizer(model, cfg.OPTIMIZATION), loader, cfg.OPTIMIZATION, ckpt_dir=tmp_path,
+                      device=torch.device('cpu'))
+    trainer.fit(1)
+    update = torch.cat([(p.detach() - b).flatten() for p, b in zip(model.parameters(), before)])
+    assert trainer.it == 1 and update.norm().item() == pytest.approx(0.01, rel=1e-3)
+
+    with pytest.raises(ValueError, match='--amp needs a CUDA device'):
+        Trainer(model, trainer.optimizer, loader, cfg.OPTIMIZATION, ckpt_dir=tmp_path, device=torch.device('cpu'),
+                amp=True)

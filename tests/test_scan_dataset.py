@@ -1,0 +1,58 @@
+"""tools/scan_dataset.py on synthetic KITTI raw drives with two bad sweeps among five."""
+import numpy as np
+import pytest
+
+from also_pcdet.datasets.sweep_dataset import inside_range
+from also_pcdet.datasets.synthetic.layout_writers import write_kitti_raw
+from conftest import REPO
+from tools import scan_dataset
+
+KITTI_RANGE = [0, -40, -3, 70.4, 40, 1]
+
+
+@pytest.fixture(scope='module')
+def drives(tmp_path_factory):
+    """Five sweeps in two drives; sweep 1 is truncated and sweep 3 has an infinite coordinate."""
+    root = tmp_path_factory.mktemp('kitti_raw')
+    paths = write_kitti_raw(root, 5, seed=2, frames_per_drive=3)
+    paths[1].write_bytes(paths[1].read_bytes()[:-4])
+    points = np.fromfile(paths[3], dtype=np.float32).reshape(-1, 4)
+    points[7, 1] = np.inf
+    points.tofile(paths[3])
+    return root, paths
+
+
+def run(capsys, root, *args, sets=()):
+    status = scan_dataset.main(['--cfg_file', str(REPO / 'cfgs' / 'also_pretrain_kitti_raw.yaml'), *args,
+                                '--set', 'DATA_CONFIG.DATA_PATH', str(root), *sets])
+    return status, capsys.readouterr().out.splitlines()
+
+
+def test_scan_counts_points_and_names_bad_files(drives, capsys):
+    root, paths = drives
+    status, lines = run(capsys, root)
+    good = [np.fromfile(paths[i], dtype=np.float32).reshape(-1, 4) for i in (0, 2, 4)]
+    sizes = sorted(len(p) for p in good)
+    inside = sorted(int(inside_range(p[:, :3], np.float32(KITTI_RANGE)).sum()) for p in good)
+    assert status == 1  # 40 % bad is past MAX_BAD_FRACTION 5 %
+    assert lines == [
+        f'KittiRawSweeps train (all) under {root}: 5 sweeps listed, 5 scanned (every 1), 3 usable',
+        f'points per sweep: min {sizes[0]:,} / median {sizes[1]:,} / max {sizes[2]:,}',
+        f'inside POINT_CLOUD_RANGE: min {inside[0]:,} / median {inside[1]:,} / max {inside[2]:,}',
+        'bad sweeps: 2 (40.00%; DATA_CONFIG.MAX_BAD_FRACTION 5.00%)',
+        f'  {paths[1]}: truncated: {paths[1].stat().st_size} bytes is not a multiple of 4 float32 fields '
+        f'(16 bytes per point)',
+        f'  {paths[3]}: 1 of {len(np.fromfile(paths[3], dtype=np.float32)) // 4} points have NaN/inf values',
+    ]
+    assert 0 < inside[0] < sizes[0]  # the front box holds about half of a 360-degree sweep
+
+
+def test_workers_agree_and_the_limit_sets_the_status(drives, capsys):
+    root, _ = drives
+    _, one = run(capsys, root)
+    status, two = run(capsys, root, '--workers', '2', '--max_listed', '1', sets=('DATA_CONFIG.MAX_BAD_FRACTION', '0.5'))
+    assert status == 0
+    assert two[:3] == one[:3] and two[3] == 'bad sweeps: 2 (40.00%; DATA_CONFIG.MAX_BAD_FRACTION 50.00%)'
+    assert two[4:] == [one[4], '  ... and 1 more (--max_listed)']
+    status, test = run(capsys, root, '--split', 'test')  # SAMPLE_INTERVAL.test 20: sweep 0 only
+    assert status == 0 and test[0].endswith('5 sweeps listed, 1 scanned (every 20), 1 usable')

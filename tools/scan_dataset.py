@@ -1,0 +1,114 @@
+"""Read every configured sweep once and print what a long run would get: the number of sweeps, points per
+sweep (min / median / max, all and inside POINT_CLOUD_RANGE) and every unusable file with its reason.
+
+    python tools/scan_dataset.py --cfg_file cfgs/also_pretrain_kitti_raw.yaml [--split train] [--workers 4] \
+        [--set DATA_CONFIG.DATA_PATH /data/kitti_raw ...]
+
+Sweeps are those training reads (DATA_SPLIT and SAMPLE_INTERVAL of the split), without augmentation. Exits
+with status 1 when more than DATA_CONFIG.MAX_BAD_FRACTION of them are unusable.
+"""
+import argparse
+import multiprocessing
+import sys
+from pathlib import Path
+
+try:
+    import also_pcdet  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from also_pcdet.config import cfg_from_list, cfg_from_yaml_file  # noqa: E402
+from also_pcdet.config_checks import check_config  # noqa: E402
+from also_pcdet.datasets.readers import SweepError  # noqa: E402
+from also_pcdet.datasets.sources import build_source  # noqa: E402
+from also_pcdet.datasets.sweep_dataset import check_points, inside_range  # noqa: E402
+
+_WORKER = {}
+
+
+def scan_sweep(source, pc_range, index):
+    """(location, points, points inside the range, reason or None) of one sweep, checked like training does."""
+    location = source.location(index)
+    try:
+        points, _ = source.read(index)
+        check_points(points, location)
+        inside = int(inside_range(points[:, :3], pc_range).sum())
+        if inside == 0:
+            raise SweepError(location, 'no point inside POINT_CLOUD_RANGE')
+    except SweepError as err:
+        return location, 0, 0, err.reason
+    return location, len(points), inside, None
+
+
+def _init_worker(source, pc_range):
+    _WORKER.update(source=source, pc_range=pc_range)
+
+
+def _scan_in_worker(index):
+    return scan_sweep(_WORKER['source'], _WORKER['pc_range'], index)
+
+
+def scan(data_cfg, split: str, workers: int = 1, progress: bool = True) -> dict:
+    """Scan DATA_CONFIG's `split` ('train' or 'test'); returns counts, point statistics and bad sweeps."""
+    source = build_source(data_cfg, data_cfg.DATA_PATH, data_cfg.DATA_SPLIT[split])
+    interval = data_cfg.get('SAMPLE_INTERVAL', {}).get(split, 1)
+    indices = range(0, len(source), interval)
+    pc_range = np.asarray(data_cfg.POINT_CLOUD_RANGE, dtype=np.float32)
+    bar = dict(total=len(indices), desc='scanning', unit='sweep', disable=not progress, dynamic_ncols=True)
+    if workers > 1:
+        with multiprocessing.Pool(workers, _init_worker, (source, pc_range)) as pool:
+            results = list(tqdm(pool.imap(_scan_in_worker, indices, chunksize=64), **bar))
+    else:
+        results = [scan_sweep(source, pc_range, i) for i in tqdm(indices, **bar)]
+    good = [(points, inside) for _, points, inside, reason in results if reason is None]
+    return {'listed': len(source), 'scanned': len(results), 'interval': interval, 'usable': len(good),
+            'points': np.array([g[0] for g in good], dtype=np.int64),
+            'inside': np.array([g[1] for g in good], dtype=np.int64),
+            'bad': [(location, reason) for location, _, _, reason in results if reason is not None]}
+
+
+def _spread(counts) -> str:
+    if len(counts) == 0:
+        return 'none'
+    return f'min {counts.min():,} / median {int(np.median(counts)):,} / max {counts.max():,}'
+
+
+def report(summary: dict, data_cfg, split: str, max_listed: int) -> bool:
+    """Print the summary; returns True when the bad share is within MAX_BAD_FRACTION."""
+    limit = data_cfg.get('MAX_BAD_FRACTION', 0.05)
+    bad = summary['bad']
+    share = len(bad) / max(summary['scanned'], 1)
+    print(f'{data_cfg.DATASET} {split} ({data_cfg.DATA_SPLIT[split]}) under {data_cfg.DATA_PATH}: '
+          f'{summary["listed"]:,} sweeps listed, {summary["scanned"]:,} scanned (every {summary["interval"]}), '
+          f'{summary["usable"]:,} usable')
+    print(f'points per sweep: {_spread(summary["points"])}')
+    print(f'inside POINT_CLOUD_RANGE: {_spread(summary["inside"])}')
+    print(f'bad sweeps: {len(bad):,} ({share:.2%}; DATA_CONFIG.MAX_BAD_FRACTION {limit:.2%})')
+    for location, reason in bad[:max_listed]:
+        print(f'  {location}: {reason}')
+    if len(bad) > max_listed:
+        print(f'  ... and {len(bad) - max_listed:,} more (--max_listed)')
+    return share <= limit
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--cfg_file', required=True, help='YAML config, e.g. cfgs/also_pretrain_kitti_raw.yaml')
+    p.add_argument('--split', choices=['train', 'test'], default='train')
+    p.add_argument('--workers', type=int, default=1, help='reading processes')
+    p.add_argument('--max_listed', type=int, default=100, help='bad sweeps printed by name')
+    p.add_argument('--set', dest='set_cfgs', nargs=argparse.REMAINDER, default=None, help='KEY.SUB value ... overrides')
+    args = p.parse_args(argv)
+    cfg = cfg_from_yaml_file(args.cfg_file)
+    if args.set_cfgs:
+        cfg_from_list(args.set_cfgs, cfg)
+    check_config(cfg)
+    summary = scan(cfg.DATA_CONFIG, args.split, args.workers)
+    return 0 if report(summary, cfg.DATA_CONFIG, args.split, args.max_listed) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
