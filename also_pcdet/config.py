@@ -1,4 +1,5 @@
 """YAML configs in OpenPCDet's style: EasyDict, `_BASE_CONFIG_` inheritance, `--set` overrides."""
+import argparse
 import ast
 from pathlib import Path
 
@@ -102,3 +103,18 @@ def _same_kind(old, new) -> bool:
     if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
         return True
     return type(old) is type(new)
+
+
+def add_config_arguments(parser, help_text='YAML config, e.g. cfgs/also_pretrain.yaml'):
+    """The `--cfg_file` and `--set KEY.SUB value ...` flags every tool takes."""
+    parser.add_argument('--cfg_file', required=True, help=help_text)
+    parser.add_argument('--set', dest='set_cfgs', nargs=argparse.REMAINDER, default=None,
+                        help='KEY.SUB value ... overrides (put it last)')
+
+
+def config_from_args(args) -> EasyDict:
+    """Load `args.cfg_file` and apply `args.set_cfgs`."""
+    cfg = cfg_from_yaml_file(args.cfg_file)
+    if args.set_cfgs:
+        cfg_from_list(args.set_cfgs, cfg)
+    return cfg

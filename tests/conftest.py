@@ -3,13 +3,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from also_pcdet.config import cfg_from_list, cfg_from_yaml_file  # noqa: E402
 from also_pcdet.datasets.synthetic import write_kitti_object  # noqa: E402
+from also_pcdet.spconv_compat import single_threaded_on_cpu  # noqa: E402
 
 # A 25.6 x 25.6 m front box: the stock SECOND network, 4x fewer BEV cells than the demo.
 TINY_OVERRIDES = [
@@ -44,9 +44,6 @@ def tiny_config(synthetic_kitti):
 
 @pytest.fixture
 def one_thread():
-    """One torch thread for the test: spconv's CPU convolutions return wrong, run-to-run different
-    features when torch runs several threads (see tools/train.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    """One torch thread for the test: spconv's CPU convolutions race on several (see spconv_compat)."""
+    with single_threaded_on_cpu('cpu'):
+        yield

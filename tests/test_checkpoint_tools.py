@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from also_pcdet.config import cfg_from_yaml_file
 from also_pcdet.engine.checkpoint import checkpoint_state, load_checkpoint, save_atomic
@@ -54,6 +55,19 @@ def check(ckpt, detector_cfg, capsys):
     return code, capsys.readouterr().out
 
 
+def openpcdet_layout(root, detector_cfg, model_dir, dataset_file) -> Path:
+    """`detector_cfg` split as OpenPCDet ships it: tools/cfgs/<model_dir>/X.yaml whose DATA_CONFIG names
+    `_BASE_CONFIG_: cfgs/dataset_configs/<dataset_file>` (a path relative to tools/)."""
+    full = yaml.safe_load(Path(detector_cfg).read_text())
+    base = root / 'tools' / 'cfgs' / 'dataset_configs' / dataset_file
+    cfg = root / 'tools' / 'cfgs' / model_dir / Path(detector_cfg).name
+    for path, content in ((base, full['DATA_CONFIG']),
+                          (cfg, dict(full, DATA_CONFIG={'_BASE_CONFIG_': f'cfgs/dataset_configs/{dataset_file}'}))):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(content))
+    return cfg
+
+
 def layout(state, prefix):
     return [f'{key[len(prefix):]} {tuple(value.shape)}' for key, value in state.items() if key.startswith(prefix)]
 
@@ -73,6 +87,9 @@ def test_export_writes_the_stock_backbone_file_second_loads_whole(tmp_path, caps
     assert [line for line in out.splitlines() if line.startswith('Not updated')] == [
         'Not updated weight global_step: torch.Size([1])']
     assert '==> Done (loaded 156/157)' in out and 'OK: every backbone weight loads' in out
+    stock = openpcdet_layout(tmp_path / 'OpenPCDet', KITTI_SECOND, 'kitti_models', 'kitti_dataset.yaml')
+    code, out = check(tmp_path / 'pretrained_backbone.pth', stock, capsys)    # base found from any folder
+    assert code == 0 and '==> Done (loaded 156/157)' in out, out
 
     code, out = check(tmp_path / 'pretrained_backbone.pth', WAYMO_CENTERPOINT, capsys)   # VoxelResBackBone8x
     assert code == 1 and '==> Done (loaded 107/227)' in out, out          # the 2-D part and 23 same-shape 3-D keys

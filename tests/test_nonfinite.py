@@ -53,18 +53,20 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(synthetic_kitt
 
 
 def test_grad_norm_clip_bounds_the_step_and_amp_needs_cuda(synthetic_kitti, tmp_path, one_thread):
-    # one sweep, plain SGD at LR 1 without weight decay: the first update is the clipped gradient itself
+    # one sweep, plain SGD without weight decay: the first update is LR x the clipped gradient (the gradient
+    # norm is about 1; LR 100 keeps the update well above float32 rounding of the weights)
     cfg = tiny_cfg(synthetic_kitti, *FAST_OVERRIDES, 'DATA_CONFIG.SAMPLE_INTERVAL.train', '8',
-                   'OPTIMIZATION.OPTIMIZER', 'sgd', 'OPTIMIZATION.LR', '1.0', 'OPTIMIZATION.WEIGHT_DECAY', '0',
+                   'OPTIMIZATION.OPTIMIZER', 'sgd', 'OPTIMIZATION.LR', '100.0', 'OPTIMIZATION.WEIGHT_DECAY', '0',
                    'OPTIMIZATION.GRAD_NORM_CLIP', '0.01')
     dataset, loader = build_dataloader(cfg.DATA_CONFIG, 1, 0, training=True, seed=1)
+    torch.manual_seed(0)
     model = build_network(cfg.MODEL, dataset)
     before = [p.detach().clone() for p in model.parameters()]
     trainer = Trainer(model, build_optimizer(model, cfg.OPTIMIZATION), loader, cfg.OPTIMIZATION, ckpt_dir=tmp_path,
                       device=torch.device('cpu'))
     trainer.fit(1)
-    update = torch.cat([(p.detach() - b).flatten() for p, b in zip(model.parameters(), before)])
-    assert trainer.it == 1 and update.norm().item() == pytest.approx(0.01, rel=1e-3)
+    update = torch.cat([(p.detach().double() - b.double()).flatten() for p, b in zip(model.parameters(), before)])
+    assert trainer.it == 1 and update.norm().item() == pytest.approx(100 * 0.01, rel=1e-5)
 
     with pytest.raises(ValueError, match='--amp needs a CUDA device'):
         Trainer(model, trainer.optimizer, loader, cfg.OPTIMIZATION, ckpt_dir=tmp_path, device=torch.device('cpu'),

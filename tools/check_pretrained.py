@@ -14,8 +14,7 @@ try:
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from also_pcdet.config import cfg_from_yaml_file  # noqa: E402
-from also_pcdet.engine.pretrained_check import SECTIONS, check_pretrained  # noqa: E402
+from also_pcdet.engine.pretrained_check import SECTIONS, check_pretrained, load_detector_cfg  # noqa: E402
 
 SHOWN = 10  # reasons listed before "... and N more"
 
@@ -23,11 +22,11 @@ SHOWN = 10  # reasons listed before "... and N more"
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--ckpt', required=True, help='the file passed to --pretrained_model')
-    parser.add_argument('--detector_cfg', required=True, help="an OpenPCDet detector config (run from OpenPCDet's "
-                        "tools/ when it names a _BASE_CONFIG_ under cfgs/)")
+    parser.add_argument('--detector_cfg', required=True, help='an OpenPCDet detector config, e.g. '
+                        'OpenPCDet/tools/cfgs/kitti_models/second.yaml')
     args = parser.parse_args(argv)
 
-    report = check_pretrained(args.ckpt, cfg_from_yaml_file(args.detector_cfg))
+    report = check_pretrained(args.ckpt, load_detector_cfg(args.detector_cfg))
     print('\n'.join(report.log))
     print(f"M = {report.total}: the keys of the detector's {', '.join(SECTIONS)} and its global_step buffer; "
           f"the whole detector's M adds its head keys, which no backbone file fills")

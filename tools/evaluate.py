@@ -13,7 +13,7 @@ except ImportError:
 
 import torch  # noqa: E402
 
-from also_pcdet.config import cfg_from_list, cfg_from_yaml_file  # noqa: E402
+from also_pcdet.config import add_config_arguments, config_from_args  # noqa: E402
 from also_pcdet.datasets import build_dataloader  # noqa: E402
 from also_pcdet.engine.evaluation import evaluate, format_metrics, load_trained  # noqa: E402
 from also_pcdet.models import build_network  # noqa: E402
@@ -21,15 +21,12 @@ from also_pcdet.models import build_network  # noqa: E402
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--cfg_file', required=True)
+    add_config_arguments(p)
     p.add_argument('--ckpt', required=True, help='a training checkpoint (with the occupancy head)')
     p.add_argument('--batch_size', type=int, default=None, help='default OPTIMIZATION.BATCH_SIZE_PER_GPU')
     p.add_argument('--workers', type=int, default=2)
-    p.add_argument('--set', dest='set_cfgs', nargs=argparse.REMAINDER, default=None, help='KEY.SUB value ... overrides')
     args = p.parse_args(argv)
-    cfg = cfg_from_yaml_file(args.cfg_file)
-    if args.set_cfgs:
-        cfg_from_list(args.set_cfgs, cfg)
+    cfg = config_from_args(args)
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     dataset, loader = build_dataloader(cfg.DATA_CONFIG, args.batch_size or cfg.OPTIMIZATION.BATCH_SIZE_PER_GPU,
                                        args.workers, training=False)

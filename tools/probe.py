@@ -15,23 +15,20 @@ except ImportError:
 
 import torch  # noqa: E402
 
-from also_pcdet.config import cfg_from_list, cfg_from_yaml_file  # noqa: E402
+from also_pcdet.config import add_config_arguments, config_from_args  # noqa: E402
 from also_pcdet.engine.probe import run_probe  # noqa: E402
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--cfg_file', required=True)
+    add_config_arguments(p)
     p.add_argument('--ckpt', required=True, help='ALSO checkpoint or exported pretrained_backbone.pth')
     p.add_argument('--fraction', type=float, default=0.01, help='share of the training points labelled')
     p.add_argument('--seed', type=int, default=0, help='label subset, random backbone and classifier seed')
     p.add_argument('--steps', type=int, default=300, help='full-batch Adam steps of the linear classifier')
     p.add_argument('--max_sweeps', type=int, default=None, help='use at most this many sweeps per split')
-    p.add_argument('--set', dest='set_cfgs', nargs=argparse.REMAINDER, default=None, help='KEY.SUB value ... overrides')
     args = p.parse_args(argv)
-    cfg = cfg_from_yaml_file(args.cfg_file)
-    if args.set_cfgs:
-        cfg_from_list(args.set_cfgs, cfg)
+    cfg = config_from_args(args)
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     options = dict(fraction=args.fraction, seed=args.seed, steps=args.steps, device=device, max_sweeps=args.max_sweeps)
     results = {'ALSO': run_probe(cfg.MODEL, cfg.DATA_CONFIG, args.ckpt, **options),

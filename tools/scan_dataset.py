@@ -20,7 +20,7 @@ except ImportError:
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from also_pcdet.config import cfg_from_list, cfg_from_yaml_file  # noqa: E402
+from also_pcdet.config import add_config_arguments, config_from_args  # noqa: E402
 from also_pcdet.config_checks import check_config  # noqa: E402
 from also_pcdet.datasets.readers import SweepError  # noqa: E402
 from also_pcdet.datasets.sources import build_source  # noqa: E402
@@ -96,15 +96,12 @@ def report(summary: dict, data_cfg, split: str, max_listed: int) -> bool:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--cfg_file', required=True, help='YAML config, e.g. cfgs/also_pretrain_kitti_raw.yaml')
+    add_config_arguments(p, 'YAML config, e.g. cfgs/also_pretrain_kitti_raw.yaml')
     p.add_argument('--split', choices=['train', 'test'], default='train')
     p.add_argument('--workers', type=int, default=1, help='reading processes')
     p.add_argument('--max_listed', type=int, default=100, help='bad sweeps printed by name')
-    p.add_argument('--set', dest='set_cfgs', nargs=argparse.REMAINDER, default=None, help='KEY.SUB value ... overrides')
     args = p.parse_args(argv)
-    cfg = cfg_from_yaml_file(args.cfg_file)
-    if args.set_cfgs:
-        cfg_from_list(args.set_cfgs, cfg)
+    cfg = config_from_args(args)
     check_config(cfg)
     summary = scan(cfg.DATA_CONFIG, args.split, args.workers)
     return 0 if report(summary, cfg.DATA_CONFIG, args.split, args.max_listed) else 1

@@ -16,7 +16,7 @@ import torch  # noqa: E402
 from tensorboardX import SummaryWriter  # noqa: E402
 
 from also_pcdet import pcdet_seam  # noqa: E402
-from also_pcdet.config import cfg_from_list, cfg_from_yaml_file  # noqa: E402
+from also_pcdet.config import add_config_arguments, config_from_args  # noqa: E402
 from also_pcdet.config_checks import check_config  # noqa: E402
 from also_pcdet.datasets import build_dataloader  # noqa: E402
 from also_pcdet.engine.checkpoint import (find_resume_checkpoint, remove_stale_temp_files,  # noqa: E402
@@ -32,7 +32,7 @@ from also_pcdet.models import build_network  # noqa: E402
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--cfg_file', required=True, help='YAML config, e.g. cfgs/also_pretrain.yaml')
+    add_config_arguments(p, 'YAML config, e.g. cfgs/also_pretrain.yaml')
     p.add_argument('--batch_size', type=int, default=None, help='per process (default OPTIMIZATION.BATCH_SIZE_PER_GPU)')
     p.add_argument('--epochs', type=int, default=None, help='default OPTIMIZATION.NUM_EPOCHS')
     p.add_argument('--workers', type=int, default=4, help='data loader workers per process')
@@ -50,7 +50,6 @@ def parse_args(argv=None):
     p.add_argument('--amp', action='store_true', help='float16 mixed precision (CUDA only)')
     p.add_argument('--output_root', default='output', help='where output/<cfg>/<extra_tag>/ goes')
     p.add_argument('--eval_interval', type=int, default=0, help='validate every N epochs on the val split (0 = off)')
-    p.add_argument('--set', dest='set_cfgs', nargs=argparse.REMAINDER, default=None, help='KEY.SUB value ... overrides')
     p.add_argument('--dump_final_state', metavar='DIR', default=None,
                    help='debug: every process saves its final state to DIR/rank_<R>.pth (DDP replicas must agree)')
     args = p.parse_args(argv)
@@ -58,9 +57,7 @@ def parse_args(argv=None):
         p.error('--max_ckpt_save_num must be at least 1 (the last epoch checkpoint is exported)')
     if args.merge_all_iters_to_one_epoch:
         p.error('--merge_all_iters_to_one_epoch is not supported: use --epochs and OPTIMIZATION.CKPT_SAVE_ITERS')
-    cfg = cfg_from_yaml_file(args.cfg_file)
-    if args.set_cfgs:
-        cfg_from_list(args.set_cfgs, cfg)
+    cfg = config_from_args(args)
     check_config(cfg)
     return args, cfg
 
@@ -84,8 +81,7 @@ def main(argv=None):
     logger.info('args: ' + ' '.join(f'{k}={v}' for k, v in sorted(vars(args).items())))
     if device.type == 'cpu' and torch.get_num_threads() > 1:
         logger.warning(f'training on 1 CPU thread instead of {torch.get_num_threads()}: with several threads '
-                       f'spconv\'s CPU convolutions return wrong features that change from run to run')
-        torch.set_num_threads(1)
+                       f'spconv\'s CPU convolutions race and return wrong features')
 
     seed = int(all_reduce_sum([pick_seed(args.fix_random_seed) if rank == 0 else 0])[0])
     seed_everything(seed, deterministic=args.fix_random_seed)
@@ -123,7 +119,9 @@ def main(argv=None):
             logger.warning(f'not resuming from an unreadable checkpoint: {error}')
     if resume_from is not None:
         trainer.resume(resume_from)
-        dataset.seed = loader.sampler.seed = trainer.seed
+        dataset.seed = loader.sampler.seed = trainer.seed  # the resumed run's data continues the original's
+        if val_loader is not None:
+            val_loader.dataset.seed = trainer.seed
 
     try:
         trainer.fit(epochs, save_every_iters=cfg.OPTIMIZATION.get('CKPT_SAVE_ITERS', 0))

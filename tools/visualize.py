@@ -15,7 +15,7 @@ except ImportError:
 
 import torch  # noqa: E402
 
-from also_pcdet.config import cfg_from_list, cfg_from_yaml_file  # noqa: E402
+from also_pcdet.config import add_config_arguments, config_from_args  # noqa: E402
 from also_pcdet.datasets import SweepDataset  # noqa: E402
 from also_pcdet.datasets.readers import read_float32_records  # noqa: E402
 from also_pcdet.engine.evaluation import load_trained  # noqa: E402
@@ -25,7 +25,7 @@ from also_pcdet.models import build_network  # noqa: E402
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--cfg_file', required=True)
+    add_config_arguments(p)
     p.add_argument('--ckpt', required=True, help='a training checkpoint (with the occupancy head)')
     p.add_argument('--sweep', default=None, help='a float32 sweep file in the config\'s src_feature_list '
                                                  'layout (default: the first sweep of the val split)')
@@ -33,11 +33,8 @@ def main(argv=None):
     p.add_argument('--resolution', type=float, default=0.4, help='slice cell size (m); z cells are 4x finer')
     p.add_argument('--bev_z', type=float, default=-1.0, help='height of the BEV slice in the sensor frame (m)')
     p.add_argument('--slice_y', type=float, default=0.0, help='y of the vertical slice (m)')
-    p.add_argument('--set', dest='set_cfgs', nargs=argparse.REMAINDER, default=None, help='KEY.SUB value ... overrides')
     args = p.parse_args(argv)
-    cfg = cfg_from_yaml_file(args.cfg_file)
-    if args.set_cfgs:
-        cfg_from_list(args.set_cfgs, cfg)
+    cfg = config_from_args(args)
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     dataset = SweepDataset(cfg.DATA_CONFIG, training=False)
     if args.sweep:

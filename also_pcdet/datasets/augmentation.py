@@ -21,5 +21,9 @@ class RigidAugmentation:
     def apply(self, array: np.ndarray) -> np.ndarray:
         """Transform the first three columns of (N, >=3) points or a (3,) position; other columns pass."""
         out = np.array(array, copy=True)
-        out[..., :3] = (array[..., :3].astype(np.float64) @ self.matrix.T).astype(out.dtype)
+        # Column by column rather than `xyz @ matrix.T`: once torch is imported, OpenBLAS's threaded dgemm
+        # takes ~40 ms on the (N, 3) x (3, 3) product of a 120k-point sweep, this ~1 ms.
+        x, y, z = (array[..., k].astype(np.float64) for k in range(3))
+        for i, (mx, my, mz) in enumerate(self.matrix):
+            out[..., i] = x * mx + y * my + z * mz
         return out

@@ -1,1 +1,1 @@
-"""Training, checkpoints and export."""
+"""Training, checkpoints and export; validation, linear probe and pictures."""

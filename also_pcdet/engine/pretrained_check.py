@@ -3,21 +3,33 @@
 The detector is built from the config's VFE, BACKBONE_3D, MAP_TO_BEV and BACKBONE_2D sections (OpenPCDet's
 classes when it is installed, else this package's), and the detector template's own
 `load_params_from_file` loads the file; its log is what gets reported."""
+import contextlib
 import logging
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 from easydict import EasyDict
 
 from .. import pcdet_seam
+from ..config import cfg_from_yaml_file
 from .checkpoint import load_checkpoint
 from .export import BACKBONE_PREFIXES
 
 SECTIONS = ('VFE', 'BACKBONE_3D', 'MAP_TO_BEV', 'BACKBONE_2D')
 NOT_UPDATED = re.compile(r'^Not updated weight (\S+): ')
 DONE = re.compile(r'==> Done \(loaded (\d+)/(\d+)\)')
+
+
+def load_detector_cfg(path) -> EasyDict:
+    """Read a detector config from any working folder: OpenPCDet resolves `_BASE_CONFIG_: cfgs/...` from its
+    tools/ folder, the parent of the `cfgs` folder holding the config."""
+    path = Path(path).resolve()
+    tools = next((folder.parent for folder in path.parents if folder.name == 'cfgs'), None)
+    with contextlib.chdir(tools) if tools is not None else contextlib.nullcontext():
+        return cfg_from_yaml_file(path)
 
 
 def detector_geometry(cfg) -> SimpleNamespace:

@@ -11,6 +11,7 @@ from .distributed import all_reduce_sum
 from .evaluation import evaluate, format_metrics
 from .visualization import render_sample
 from .optimization import learning_rate, set_learning_rate
+from ..spconv_compat import single_threaded_on_cpu
 
 
 class Trainer:
@@ -139,6 +140,10 @@ class Trainer:
         """Train until `total_epochs` epochs are done, starting from the current (possibly resumed) state."""
         self.total_epochs = total_epochs
         self.total_iters = total_epochs * math.ceil(self.loader.sampler.per_rank / self.loader.batch_size)
+        with single_threaded_on_cpu(self.device):
+            self._run_epochs(total_epochs, save_every_iters)
+
+    def _run_epochs(self, total_epochs: int, save_every_iters: int):
         epochs = tqdm.trange(self.epoch, total_epochs, desc='epochs', disable=self.rank != 0,
                              initial=self.epoch, total=total_epochs, dynamic_ncols=True)
         for _ in epochs:

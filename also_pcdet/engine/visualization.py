@@ -9,8 +9,8 @@ from ..spconv_compat import single_threaded_on_cpu
 from .batch import batch_to_device
 from .checkpoint import unwrap
 
-OUTCOME_COLOURS = {'occupied, right': '#1b9e77', 'empty, right': '#7570b3',
-                   'predicted occupied, empty': '#d95f02', 'predicted empty, occupied': '#e7298a'}
+OUTCOME_COLOURS = {'occupied, predicted occupied': '#1a9850', 'empty, predicted empty': '#b0b0b0',
+                   'empty, predicted occupied': '#d73027', 'occupied, predicted empty': '#4575b4'}
 
 
 def per_query_probability(prob: torch.Tensor, query_index: torch.Tensor, num_queries: int) -> np.ndarray:
@@ -52,10 +52,9 @@ def slice_grids(pc_range, resolution: float, bev_z: float, slice_y: float) -> di
 @torch.no_grad()
 def render_sample(model, sample: dict, device, resolution: float = 0.4, bev_z: float = -1.0,
                   slice_y: float = 0.0):
-    """A 2x2 matplotlib Figure for one `SweepDataset` sample (use an eval-mode dataset: no augmentation)."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    """A 2x2 matplotlib Figure (not registered with pyplot) for one `SweepDataset` sample; use an eval-mode
+    dataset (no augmentation)."""
+    from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
     model = unwrap(model)
@@ -74,7 +73,8 @@ def render_sample(model, sample: dict, device, resolution: float = 0.4, bev_z: f
     model.train(was_training)
 
     points, queries = sample['points'], sample['queries']
-    fig, axes = plt.subplots(2, 2, figsize=(13, 11))
+    fig = Figure(figsize=(13, 11))
+    axes = fig.subplots(2, 2)
     ax = axes[0, 0]
     scatter = ax.scatter(points[:, 0], points[:, 1], c=points[:, 2], s=0.3, cmap='viridis', linewidths=0,
                          rasterized=True)
@@ -98,7 +98,7 @@ def render_sample(model, sample: dict, device, resolution: float = 0.4, bev_z: f
     truth, said = sample['query_occupancy'] > 0.5, query_prob > 0.5
     for (name, colour), keep in zip(OUTCOME_COLOURS.items(), (truth & said, ~truth & ~said, ~truth & said,
                                                               truth & ~said)):
-        ax.scatter(queries[keep, 0], queries[keep, 1], s=1.5, c=colour, linewidths=0, rasterized=True)
+        ax.scatter(queries[keep, 0], queries[keep, 1], s=2.5, c=colour, linewidths=0, rasterized=True)
     ax.legend(handles=[Line2D([], [], ls='', marker='o', color=c, label=n) for n, c in OUTCOME_COLOURS.items()],
               loc='upper right', fontsize=8)
     ax.set_title(f'queries: label vs mean prediction (pairs: accuracy {metrics["occ_acc"]:.3f}, '
