@@ -4,7 +4,6 @@ import logging
 import numpy as np
 import pytest
 import torch
-from easydict import EasyDict
 
 from also_pcdet.datasets import build_dataloader
 from also_pcdet.datasets.synthetic import write_kitti_object
@@ -13,7 +12,7 @@ from also_pcdet.engine.checkpoint import load_checkpoint
 from also_pcdet.engine.optimization import build_optimizer
 from also_pcdet.engine.trainer import Trainer
 from also_pcdet.models import build_network
-from also_pcdet.pcdet_seam import DetectorTemplate
+from also_pcdet.engine.pretrained_check import BackboneParts, load_detector_cfg
 from conftest import REPO, TINY_OVERRIDES, tiny_cfg
 
 # Near range, fewer queries, a wider band than the paper (0.5 m instead of 0.1 m) and lr 3e-3 so that the
@@ -70,15 +69,7 @@ def test_short_training_lowers_loss_and_beats_constant_prediction(two_sweeps, tm
     assert (tmp_path / f'checkpoint_epoch_{ITERATIONS}.pth').is_file()
 
 
-class SecondBackbone(DetectorTemplate):
-    """OpenPCDet's SECOND without its anchor head (the head needs CUDA to build)."""
-
-    def __init__(self, model_cfg, num_class, dataset):
-        super().__init__(model_cfg=model_cfg, num_class=num_class, dataset=dataset)
-        self.module_list = self.build_networks()
-
-
-def test_exported_backbone_loads_into_second(synthetic_kitti, tiny_config, tmp_path, caplog):
+def test_exported_backbone_loads_into_second(synthetic_kitti, tmp_path, caplog):
     from tools.train import main
     out = main(['--cfg_file', str(REPO / 'cfgs' / 'also_pretrain.yaml'), '--epochs', '1', '--batch_size', '4',
                 '--workers', '0', '--output_root', str(tmp_path), '--fix_random_seed',
@@ -89,12 +80,9 @@ def test_exported_backbone_loads_into_second(synthetic_kitti, tiny_config, tmp_p
     assert all(k.split('.')[0] in ('vfe', 'backbone_3d', 'backbone_2d') for k in state)
     assert not any(k.startswith('dense_head') for k in state)
 
-    # a SECOND-shaped backbone at the full KITTI range, as in kitti_models/second.yaml
-    model_cfg = EasyDict({k: v for k, v in tiny_config.MODEL.items() if k != 'DENSE_HEAD'})
-    kitti = EasyDict(point_feature_encoder=EasyDict(num_point_features=4), depth_downsample_factor=None,
-                     grid_size=np.array([1408, 1600, 40]), voxel_size=np.array([0.05, 0.05, 0.1]),
-                     point_cloud_range=np.array([0, -40, -3, 70.4, 40, 1]), class_names=['Car', 'Pedestrian', 'Cyclist'])
-    second = SecondBackbone(model_cfg, num_class=3, dataset=kitti)
+    # OpenPCDet's kitti_models/second.yaml (shipped copy), built without its anchor head
+    second = BackboneParts(load_detector_cfg(REPO / 'tests' / 'detector_cfgs' / 'kitti_second.yaml'))
+    np.testing.assert_allclose(second.dataset.point_cloud_range, [0, -40, -3, 70.4, 40, 1], rtol=1e-6)
     with caplog.at_level(logging.INFO):
         loaded, total = second.load_params_from_file(str(out / 'ckpt' / 'pretrained_backbone.pth'),
                                                      logger=logging.getLogger('test'), to_cpu=True)
