@@ -27,6 +27,8 @@ class SweepSource:
 
     FEATURES = KITTI_FEATURES
     DEFAULT_ORIGIN = (0.0, 0.0, 0.0)
+    # feature -> how much larger stock OpenPCDet feeds it than `read` returns (undone at export)
+    STOCK_INPUT_SCALE = {}
 
     def __init__(self, dataset_cfg, root: Path, split):
         self.cfg, self.root, self.split = dataset_cfg, Path(root), split
@@ -139,6 +141,7 @@ class NuScenesSweeps(SweepSource):
     list file (relative to DATA_PATH, or absolute) of such paths relative to DATA_PATH, one per line."""
 
     FEATURES = NUSCENES_FEATURES
+    STOCK_INPUT_SCALE = {'intensity': 255.0}  # OpenPCDet's nuScenes loader keeps intensity in 0-255
 
     def __init__(self, dataset_cfg, root, split):
         super().__init__(dataset_cfg, root, split)

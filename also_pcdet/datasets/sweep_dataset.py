@@ -53,6 +53,8 @@ class SweepDataset(torch.utils.data.Dataset):
                                  if 'intensity' in encoding.src_feature_list else None)
         self.point_feature_encoder = EasyDict(num_point_features=len(self.used_columns))
         self.source = build_source(dataset_cfg, self.root_path, dataset_cfg.DATA_SPLIT[self.mode])
+        self.stock_input_scale = [float(self.source.STOCK_INPUT_SCALE.get(f, 1.0))
+                                  for f in encoding.used_feature_list]
         self.sample_ids = list(range(0, len(self.source), dataset_cfg.get('SAMPLE_INTERVAL', {}).get(self.mode, 1)))
         vox = dataset_cfg.VOXELIZATION
         self.voxelizer = Voxelizer(self.voxel_size, self.point_cloud_range, len(self.used_columns),

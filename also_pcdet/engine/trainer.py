@@ -45,7 +45,8 @@ class Trainer:
             extra['scaler_state'] = self.scaler.state_dict()
         return checkpoint_state(self.model, self.optimizer, epoch=self.epoch, it=self.it,
                                 batch_in_epoch=self.batch_in_epoch, seed=self.seed, rng_state=rng,
-                                world_size=self.loader.sampler.world_size, **extra)
+                                world_size=self.loader.sampler.world_size,
+                                stock_input_scale=self.loader.dataset.stock_input_scale, **extra)
 
     def save(self, path):
         if self.rank == 0:
