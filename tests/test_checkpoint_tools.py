@@ -17,6 +17,7 @@ from also_pcdet.engine.pretrained_check import detector_geometry
 from also_pcdet.models import ALSO
 from also_pcdet.version import CHECKPOINT_VERSION
 from conftest import REPO
+from train_cli import cli_env
 
 TESTS = Path(__file__).parent
 KITTI_SECOND = TESTS / 'detector_cfgs' / 'kitti_second.yaml'
@@ -118,7 +119,7 @@ def test_official_style_flat_file_loads_nothing(tmp_path, capsys):
     torch.save(flat, tmp_path / 'also_official.pth')
     proc = subprocess.run([sys.executable, str(REPO / 'tools' / 'check_pretrained.py'), '--ckpt',
                            str(tmp_path / 'also_official.pth'), '--detector_cfg', str(KITTI_SECOND)],
-                          capture_output=True, text=True, timeout=120)
+                          env=cli_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert "no 'model_state' entry" in proc.stdout and 'FAIL: 156 backbone weights' in proc.stdout
     assert "hint: the file's keys carry the prefix 'model.'" in proc.stdout

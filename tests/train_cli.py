@@ -25,9 +25,10 @@ def train_args(data, out_root, *flags, sets=()):
 
 
 def cli_env(one_thread=True) -> dict:
-    """This venv's python and torchrun first on PATH; one torch thread per process (the cores are shared)
+    """This venv's python and torchrun first on PATH, the checkout importable; one torch thread per process (the cores are shared)
     unless `one_thread` is False (then torch's default, which train.py lowers to 1 on the CPU)."""
     env = dict(os.environ, PYTHON=sys.executable,
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get('PYTHONPATH', '')]),
                PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get('PATH', ''))
     env.pop('OMP_NUM_THREADS', None)
     return dict(env, OMP_NUM_THREADS='1') if one_thread else env

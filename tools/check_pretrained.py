@@ -7,14 +7,8 @@ VFE / BACKBONE_3D / MAP_TO_BEV / BACKBONE_2D weight would keep its random initia
 """
 import argparse
 import sys
-from pathlib import Path
 
-try:
-    import also_pcdet  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from also_pcdet.engine.pretrained_check import SECTIONS, check_pretrained, load_detector_cfg  # noqa: E402
+from also_pcdet.engine.pretrained_check import SECTIONS, check_pretrained, load_detector_cfg
 
 SHOWN = 10  # reasons listed before "... and N more"
 

@@ -3,20 +3,13 @@
     python tools/evaluate.py --cfg_file cfgs/also_pretrain.yaml --ckpt output/.../ckpt/checkpoint_epoch_N.pth
 """
 import argparse
-import sys
-from pathlib import Path
 
-try:
-    import also_pcdet  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from also_pcdet.config import add_config_arguments, config_from_args  # noqa: E402
-from also_pcdet.datasets import build_dataloader  # noqa: E402
-from also_pcdet.engine.evaluation import evaluate, format_metrics, load_trained  # noqa: E402
-from also_pcdet.models import build_network  # noqa: E402
+from also_pcdet.config import add_config_arguments, config_from_args
+from also_pcdet.datasets import build_dataloader
+from also_pcdet.engine.evaluation import evaluate, format_metrics, load_trained
+from also_pcdet.models import build_network
 
 
 def main(argv=None):

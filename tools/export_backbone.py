@@ -8,14 +8,8 @@ layout), 'epoch', 'it', 'version'}`, for OpenPCDet's `tools/train.py --pretraine
 import argparse
 import sys
 from collections import Counter
-from pathlib import Path
 
-try:
-    import also_pcdet  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from also_pcdet.engine.export import export_backbone  # noqa: E402
+from also_pcdet.engine.export import export_backbone
 
 
 def main(argv=None) -> int:

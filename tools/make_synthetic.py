@@ -10,16 +10,10 @@ ones write at least two equal segments of up to 20 frames.
 """
 import argparse
 import inspect
-import sys
 from pathlib import Path
 
-try:
-    import also_pcdet  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from also_pcdet.datasets.synthetic import CLASS_NAMES, HDL64, make_sweep, write_kitti_object  # noqa: E402
-from also_pcdet.datasets.synthetic.layout_writers import (write_kitti_raw, write_nuscenes,  # noqa: E402
+from also_pcdet.datasets.synthetic import CLASS_NAMES, HDL64, make_sweep, write_kitti_object
+from also_pcdet.datasets.synthetic.layout_writers import (write_kitti_raw, write_nuscenes,
                                                           write_sequences, write_waymo_processed_sweeps,
                                                           write_waymo_tfrecord_sweeps)
 

@@ -5,18 +5,11 @@ per-point labels (e.g. from tools/make_synthetic.py). Features and classifier: a
         [--fraction 0.01] [--set DATA_CONFIG.DATA_PATH data/synthetic_kitti]
 """
 import argparse
-import sys
-from pathlib import Path
 
-try:
-    import also_pcdet  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from also_pcdet.config import add_config_arguments, config_from_args  # noqa: E402
-from also_pcdet.engine.probe import run_probe  # noqa: E402
+from also_pcdet.config import add_config_arguments, config_from_args
+from also_pcdet.engine.probe import run_probe
 
 
 def main(argv=None):

@@ -10,21 +10,15 @@ with status 1 when more than DATA_CONFIG.MAX_BAD_FRACTION of them are unusable.
 import argparse
 import multiprocessing
 import sys
-from pathlib import Path
 
-try:
-    import also_pcdet  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+from tqdm import tqdm
 
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from also_pcdet.config import add_config_arguments, config_from_args  # noqa: E402
-from also_pcdet.config_checks import check_config  # noqa: E402
-from also_pcdet.datasets.readers import SweepError  # noqa: E402
-from also_pcdet.datasets.sources import build_source  # noqa: E402
-from also_pcdet.datasets.sweep_dataset import check_points, inside_range  # noqa: E402
+from also_pcdet.config import add_config_arguments, config_from_args
+from also_pcdet.config_checks import check_config
+from also_pcdet.datasets.readers import SweepError
+from also_pcdet.datasets.sources import build_source
+from also_pcdet.datasets.sweep_dataset import check_points, inside_range
 
 _WORKER = {}
 

@@ -4,30 +4,24 @@
     bash tools/dist_train.sh 4 --cfg_file cfgs/also_pretrain.yaml
 """
 import argparse
-import sys
 from pathlib import Path
 
-try:
-    import also_pcdet  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from tensorboardX import SummaryWriter
 
-import torch  # noqa: E402
-from tensorboardX import SummaryWriter  # noqa: E402
-
-from also_pcdet import pcdet_seam  # noqa: E402
-from also_pcdet.config import add_config_arguments, config_from_args  # noqa: E402
-from also_pcdet.config_checks import check_config  # noqa: E402
-from also_pcdet.datasets import build_dataloader  # noqa: E402
-from also_pcdet.engine.checkpoint import (find_resume_checkpoint, remove_stale_temp_files,  # noqa: E402
+from also_pcdet import pcdet_seam
+from also_pcdet.config import add_config_arguments, config_from_args
+from also_pcdet.config_checks import check_config
+from also_pcdet.datasets import build_dataloader
+from also_pcdet.engine.checkpoint import (find_resume_checkpoint, remove_stale_temp_files,
                                           save_atomic)
-from also_pcdet.engine.distributed import all_reduce_sum, convert_sync_batchnorm, init_distributed  # noqa: E402
-from also_pcdet.engine.export import export_backbone  # noqa: E402
-from also_pcdet.engine.optimization import build_optimizer  # noqa: E402
-from also_pcdet.engine.run_setup import (create_logger, output_dir_for, pick_seed, seed_everything,  # noqa: E402
+from also_pcdet.engine.distributed import all_reduce_sum, convert_sync_batchnorm, init_distributed
+from also_pcdet.engine.export import export_backbone
+from also_pcdet.engine.optimization import build_optimizer
+from also_pcdet.engine.run_setup import (create_logger, output_dir_for, pick_seed, seed_everything,
                                          timestamp)
-from also_pcdet.engine.trainer import Trainer  # noqa: E402
-from also_pcdet.models import build_network  # noqa: E402
+from also_pcdet.engine.trainer import Trainer
+from also_pcdet.models import build_network
 
 
 def parse_args(argv=None):

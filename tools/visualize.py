@@ -5,22 +5,16 @@ BEV slice and a vertical slice, and the sweep's queries, labels vs predictions.
         [--sweep data/kitti/training/velodyne/000008.bin] [--out occupancy.png]
 """
 import argparse
-import sys
 from pathlib import Path
 
-try:
-    import also_pcdet  # noqa: F401
-except ImportError:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from also_pcdet.config import add_config_arguments, config_from_args  # noqa: E402
-from also_pcdet.datasets import SweepDataset  # noqa: E402
-from also_pcdet.datasets.readers import read_float32_records  # noqa: E402
-from also_pcdet.engine.evaluation import load_trained  # noqa: E402
-from also_pcdet.engine.visualization import render_sample  # noqa: E402
-from also_pcdet.models import build_network  # noqa: E402
+from also_pcdet.config import add_config_arguments, config_from_args
+from also_pcdet.datasets import SweepDataset
+from also_pcdet.datasets.readers import read_float32_records
+from also_pcdet.engine.evaluation import load_trained
+from also_pcdet.engine.visualization import render_sample
+from also_pcdet.models import build_network
 
 
 def main(argv=None):
