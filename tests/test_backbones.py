@@ -91,16 +91,6 @@ def structured_batch(batch_size=2, seed=0):
             'voxel_coords': torch.tensor(coords, dtype=torch.int32), 'batch_size': batch_size}
 
 
-@pytest.fixture
-def one_thread():
-    """spconv's CPU path runs many tiny matmuls; with 2 intra-op threads on a busy 2-core machine
-    they stall (1 s -> 20 s measured), with one they do not."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_second_stack_forward_backward_on_cpu(one_thread):
     ensure_spconv()
     torch.manual_seed(0)
