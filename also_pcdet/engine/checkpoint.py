@@ -73,6 +73,15 @@ def load_checkpoint(path, map_location='cpu', mmap: bool = False) -> dict:
         raise RuntimeError(f'{path}: cannot load checkpoint ({type(err).__name__}: {err})') from err
 
 
+def load_with_model_state(path) -> dict:
+    """`load_checkpoint`, requiring OpenPCDet's `model_state` entry (a KeyError naming the file otherwise)."""
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt, dict) or 'model_state' not in ckpt:
+        keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise KeyError(f'{path}: no "model_state" entry; keys are {keys}')
+    return ckpt
+
+
 def epoch_checkpoints(ckpt_dir) -> list:
     """`checkpoint_epoch_N.pth` files in `ckpt_dir`, oldest epoch first."""
     found = [(int(m.group(1)), p) for p in Path(ckpt_dir).glob('checkpoint_epoch_*.pth')

@@ -4,7 +4,7 @@ import torch
 from ..models.occupancy_head import metrics_from_counts, occupancy_counts
 from ..spconv_compat import single_threaded_on_cpu
 from .batch import batch_to_device
-from .checkpoint import load_checkpoint, unwrap
+from .checkpoint import load_with_model_state, unwrap
 from .distributed import all_reduce_sum
 from .export import BACKBONE_PREFIXES
 
@@ -14,9 +14,7 @@ SUMS = ('tp', 'fp', 'fn', 'tn', 'intensity_abs_error', 'intensity_pairs', 'loss_
 def load_trained(model, ckpt_path, backbone_only: bool = False):
     """Load a checkpoint's `model_state` into `model`; every weight must be there (with `backbone_only`,
     every vfe / backbone weight: an exported `pretrained_backbone.pth` will do)."""
-    ckpt = load_checkpoint(ckpt_path)
-    if 'model_state' not in ckpt:
-        raise KeyError(f'{ckpt_path}: no "model_state" entry; keys are {sorted(ckpt)}')
+    ckpt = load_with_model_state(ckpt_path)
     missing = model.load_state_dict(ckpt['model_state'], strict=False).missing_keys
     if backbone_only:
         missing = [key for key in missing if key.startswith(BACKBONE_PREFIXES)]

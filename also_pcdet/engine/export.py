@@ -1,7 +1,7 @@
 """Turn a training checkpoint into the stock `--pretrained_model` file OpenPCDet's loader reads."""
 import torch
 
-from .checkpoint import load_checkpoint, save_atomic
+from .checkpoint import load_with_model_state, save_atomic
 from ..version import CHECKPOINT_VERSION
 
 BACKBONE_PREFIXES = ('vfe.', 'backbone_3d.', 'map_to_bev_module.', 'backbone_2d.')
@@ -32,9 +32,7 @@ def backbone_state(model_state: dict, stock_input_scale=None) -> dict:
 
 def export_backbone(ckpt_path, out_path) -> dict:
     """Write `{'model_state': backbone weights, 'epoch', 'it', 'version'}` atomically to `out_path`."""
-    ckpt = load_checkpoint(ckpt_path)
-    if 'model_state' not in ckpt:
-        raise KeyError(f'{ckpt_path}: no "model_state" entry; keys are {sorted(ckpt)}')
+    ckpt = load_with_model_state(ckpt_path)
     state = {'model_state': backbone_state(ckpt['model_state'], ckpt.get('stock_input_scale')),
              'epoch': int(ckpt.get('epoch', 0)), 'it': int(ckpt.get('it', 0)), 'version': CHECKPOINT_VERSION}
     save_atomic(state, out_path)
