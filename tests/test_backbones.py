@@ -49,9 +49,9 @@ def test_backbone_attributes():
     assert res.backbone_channels['x_conv4'] == 128
     assert 'conv1.0.conv1.bias' not in res.state_dict()
     assert BaseBEVBackbone(EasyDict(SECOND_BEV), 256).num_bev_features == 512
-    assert (VFES, BACKBONES_3D, MAP_TO_BEV, BACKBONES_2D) == (
-        {'MeanVFE': MeanVFE}, {'VoxelBackBone8x': VoxelBackBone8x, 'VoxelResBackBone8x': VoxelResBackBone8x},
-        {'HeightCompression': HeightCompression}, {'BaseBEVBackbone': BaseBEVBackbone})
+    assert VFES['MeanVFE'] is MeanVFE and BACKBONES_2D['BaseBEVBackbone'] is BaseBEVBackbone
+    assert BACKBONES_3D['VoxelBackBone8x'] is VoxelBackBone8x and BACKBONES_3D['VoxelResBackBone8x'] is VoxelResBackBone8x
+    assert MAP_TO_BEV['HeightCompression'] is HeightCompression
 
 
 def test_bev_fractional_and_extra_upsample():

@@ -1,0 +1,46 @@
+"""OpenPCDet's stock backbone facts (tests/facts/stock_backbones.json) and the fallback build of each config."""
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from easydict import EasyDict
+
+from also_pcdet.engine.pretrained_check import SECTIONS, BackboneParts
+
+FACTS = Path(__file__).parent / 'facts' / 'stock_backbones.json'
+MODULES = ('vfe', 'backbone_3d', 'map_to_bev_module', 'backbone_2d')
+
+
+@lru_cache(maxsize=None)
+def stock_configs() -> dict:
+    """{config path: fact entry} for all 58 stock configs."""
+    return {entry['config']: entry for entry in json.loads(FACTS.read_text())['configs']}
+
+
+def configs_of(*families) -> list:
+    """The stock config paths of `families`, sorted."""
+    return sorted(name for name, entry in stock_configs().items() if entry['family'] in families)
+
+
+def detector_cfg(entry, **geometry) -> EasyDict:
+    """A detector config with the fact entry's geometry, point features and backbone sections; `geometry`
+    overrides POINT_CLOUD_RANGE / VOXEL_SIZE (e.g. a small crop for a cheap forward)."""
+    return EasyDict({
+        'CLASS_NAMES': entry['class_names'],
+        'DATA_CONFIG': {
+            'POINT_CLOUD_RANGE': geometry.get('POINT_CLOUD_RANGE', entry['point_cloud_range']),
+            'VOXEL_SIZE': geometry.get('VOXEL_SIZE', entry['voxel_size']),
+            'POINT_FEATURE_ENCODING': {'used_feature_list': entry['used_feature_list']},
+        },
+        'MODEL': {'NAME': entry['detector'], **{s: entry[s] for s in SECTIONS if entry[s] is not None}},
+    })
+
+
+def build_stock(entry, **geometry) -> BackboneParts:
+    """The config's VFE / BACKBONE_3D / MAP_TO_BEV / BACKBONE_2D, built as OpenPCDet's template builds them."""
+    return BackboneParts(detector_cfg(entry, **geometry))
+
+
+def module_layout(model, module) -> list:
+    """[[key, shape], ...] of `model`'s state_dict entries under `module`, in order (the facts' format)."""
+    return [[key, list(value.shape)] for key, value in model.state_dict().items() if key.startswith(module + '.')]
