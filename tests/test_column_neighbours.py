@@ -8,11 +8,11 @@ from also_pcdet.models.column_neighbours import column_neighbours
 GRID_MIN, CELL, HW = (0.0, -8.0), (0.4, 0.4), (40, 44)   # y: 40 cells from -8 m, x: 44 cells from 0 m
 
 
-def brute_force(query_xy, query_batch, radius, max_neighbours):
+def brute_force(query_xy, query_batch, radius, max_neighbours, grid_min=GRID_MIN, cell=CELL, hw=HW):
     """{(query, flat cell)} of the nearest `max_neighbours` cell centres within `radius`, per query."""
-    height, width = HW
+    height, width = hw
     iy, ix = np.meshgrid(np.arange(height), np.arange(width), indexing='ij')
-    centres = np.stack([GRID_MIN[0] + (ix + 0.5) * CELL[0], GRID_MIN[1] + (iy + 0.5) * CELL[1]], -1).reshape(-1, 2)
+    centres = np.stack([grid_min[0] + (ix + 0.5) * cell[0], grid_min[1] + (iy + 0.5) * cell[1]], -1).reshape(-1, 2)
     pairs = set()
     for q, (xy, b) in enumerate(zip(query_xy, query_batch)):
         dist = np.linalg.norm(centres - xy, axis=1)
@@ -61,3 +61,14 @@ def test_default_radius_gives_about_twenty_latents_per_query():
     q, _, _ = column_neighbours(xy, torch.zeros(2, dtype=torch.long), GRID_MIN, CELL, HW, 1.0, 32)
     counts = torch.bincount(q).tolist()
     assert all(16 <= c <= 24 for c in counts), counts
+
+
+def test_pillar_map_at_stride_two_matches_brute_force():
+    """KITTI PointPillars: 0.16 m pillars, BEV map at stride 2 (0.32 m cells, 248 x 216) from y = -39.68 m."""
+    grid_min, cell, hw = (0.0, -39.68), (0.32, 0.32), (248, 216)
+    rng = np.random.default_rng(1)
+    xy = np.stack([rng.uniform(-1.0, 70.0, 300), rng.uniform(-40.5, 40.5, 300)], 1)
+    batch = rng.integers(0, 2, 300)
+    q, flat, centres = column_neighbours(torch.tensor(xy), torch.tensor(batch), grid_min, cell, hw, 1.0, 32)
+    assert set(zip(q.tolist(), flat.tolist())) == brute_force(xy, batch, 1.0, 32, grid_min, cell, hw)
+    assert np.linalg.norm(centres.numpy() - xy[q.numpy()], axis=1).max() <= 1.0 + 1e-9
