@@ -114,6 +114,9 @@ def value_errors(cfg) -> list:
     elif cfg.MODEL.BACKBONE_3D.NAME in STOCK_BACKBONES_3D:
         errors += _grid_errors(np.round(cells).astype(int), cfg.MODEL.BACKBONE_3D.NAME)
     errors += _feature_errors(data)
+    if (data.QUERIES.MAX_INPUT_POINTS or 0) < 0:
+        errors.append(f'DATA_CONFIG.QUERIES.MAX_INPUT_POINTS {data.QUERIES.MAX_INPUT_POINTS} must be a positive '
+                      f'cap, or null / 0 for no cap')
     if not 0 <= data.get('MAX_BAD_FRACTION', 0.0) < 1:
         errors.append(f'DATA_CONFIG.MAX_BAD_FRACTION {data.MAX_BAD_FRACTION} must be in [0, 1)')
     return errors

@@ -61,7 +61,7 @@ DATA_CONFIG = {
         'DECIMATION_CELL': Required(float),
         'NUM_QUERIES': Required(int),
         'BAND': Required(float),
-        'MAX_INPUT_POINTS': Required(int),
+        'MAX_INPUT_POINTS': Required(OneOf(None, int)),  # null or 0: no cap
     }),
     'AUGMENTATION': Required({
         'ENABLED': Required(bool),

@@ -146,3 +146,23 @@ def test_bad_values_and_missing_data_path(tmp_path):
 
     cfg = load('also_pretrain', tmp_path / 'no' / 'such' / 'dir')
     assert f"DATA_CONFIG.DATA_PATH '{tmp_path / 'no' / 'such' / 'dir'}' does not exist" in problems(cfg)
+
+
+def test_input_cap_follows_what_the_fine_tuned_detector_sees(tmp_path, synthetic_kitti):
+    """OpenPCDet's Waymo and nuScenes configs subsample no points (only MAX_NUMBER_OF_VOXELS limits them), so
+    those pretraining configs have no cap; KITTI keeps ALSO's 80,000. null and 0 mean no cap."""
+    from also_pcdet.datasets import SweepDataset
+    from conftest import tiny_cfg
+    for name in STOCK:
+        cap = load(name, tmp_path).DATA_CONFIG.QUERIES.MAX_INPUT_POINTS
+        assert cap == (None if 'waymo' in name or 'nuscenes' in name else 80000), name
+    counts = {}
+    for cap in (None, 0, 5000):
+        cfg = tiny_cfg(synthetic_kitti)
+        cfg.DATA_CONFIG.QUERIES.MAX_INPUT_POINTS = cap
+        check_config(cfg)
+        counts[cap] = len(SweepDataset(cfg.DATA_CONFIG, training=False)[0]['points'])
+    assert counts[None] == counts[0] > 5000 == counts[5000]
+    cfg = load('also_pretrain', tmp_path)
+    cfg.DATA_CONFIG.QUERIES.MAX_INPUT_POINTS = -1
+    assert 'DATA_CONFIG.QUERIES.MAX_INPUT_POINTS -1 must be a positive cap, or null / 0 for no cap' in problems(cfg)

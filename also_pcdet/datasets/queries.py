@@ -48,19 +48,30 @@ def split_count(total: int) -> tuple:
 
 
 def sample_queries(xyz: np.ndarray, intensity: np.ndarray, origin, num_queries: int, band: float,
-                   rng: np.random.Generator) -> dict:
-    """Draw `num_queries` labelled queries from hit points `xyz` (N, 3) seen from `origin` (3,).
+                   rng: np.random.Generator, origin_index: np.ndarray = None) -> dict:
+    """Draw `num_queries` labelled queries from hit points `xyz` (N, 3).
 
-    Each query type draws its own source points. Returns float32/int arrays:
-    xyz (Q, 3), occupancy (1 = behind the hit), intensity target, intensity_mask, kind, source (hit index).
+    `origin` is where the rays start: one position (3,) for every point, or a table (L, 3) with
+    `origin_index` (N,) giving each point's row (-1: origin unknown, the point never seeds a query; see
+    ray_origins.py). Each query type draws its own source points. Returns float32/int arrays:
+    xyz (Q, 3), occupancy (1 = behind the hit), intensity target, intensity_mask, kind, source (hit index),
+    origin_index (Q,) the table row each query's ray starts from (0 with one origin).
     """
     origin = np.asarray(origin, dtype=np.float64)
-    n = len(xyz)
+    candidates = None if origin_index is None else np.flatnonzero(origin_index >= 0)
+    n = len(xyz) if candidates is None else len(candidates)
     if n == 0:
-        raise ValueError('cannot sample queries from an empty point set')
+        raise ValueError('cannot sample queries from an empty point set' if len(xyz) == 0 else
+                         f'none of the {len(xyz)} points has a known ray origin')
     counts = split_count(num_queries)
     kind = np.repeat(np.array([QUERY_IN, QUERY_OUT_NEAR, QUERY_OUT_FAR], dtype=np.uint8), counts)
     source = np.concatenate([rng.choice(n, c, replace=c > n) for c in counts])
+    if candidates is None:
+        rows = np.zeros(num_queries, dtype=np.int64)
+    else:
+        source = candidates[source]
+        rows = origin_index[source].astype(np.int64)
+        origin = origin.reshape(-1, 3)[rows]
     hits = xyz[source].astype(np.float64)
     offset = hits - origin
     dist = np.linalg.norm(offset, axis=1, keepdims=True)
@@ -76,4 +87,5 @@ def sample_queries(xyz: np.ndarray, intensity: np.ndarray, origin, num_queries: 
         'intensity_mask': has_target.astype(np.float32),
         'kind': kind,
         'source': source,
+        'origin_index': rows,
     }

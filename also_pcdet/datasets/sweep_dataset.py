@@ -8,6 +8,7 @@ from easydict import EasyDict
 
 from .augmentation import RigidAugmentation
 from .queries import decimate, sample_queries
+from .ray_origins import origin_arrays
 from .readers import SweepError
 from .sources import build_source
 from .voxelizer import Voxelizer
@@ -91,28 +92,40 @@ class SweepDataset(torch.utils.data.Dataset):
     def crop_mask(self, xyz: np.ndarray) -> np.ndarray:
         return inside_range(xyz, self.point_cloud_range)
 
-    def prepare(self, points: np.ndarray, origin: np.ndarray, frame_id: str, index: int) -> dict:
-        """Turn one raw sweep (N, C) seen from `origin` into a sample; raises SweepError if unusable."""
+    def prepare(self, points: np.ndarray, origin, frame_id: str, index: int) -> dict:
+        """Turn one raw sweep (N, C) into a sample; raises SweepError if unusable. `origin` is what the
+        source's `read` returned: one sensor position (3,) or a RayOrigins (per-point ray origins; points
+        with index -1 are network input only), see ray_origins.py."""
         cfg, rng = self.dataset_cfg, self.rng(index)
         check_points(points, frame_id)
+        table, origin_index = origin_arrays(origin, len(points), frame_id)
         if self.training and cfg.AUGMENTATION.ENABLED:
             augmentation = RigidAugmentation.draw(cfg.AUGMENTATION, rng)
-            points, origin = augmentation.apply(points), augmentation.apply(origin)
-        points = points[self.crop_mask(points[:, :3])]
+            points, table = augmentation.apply(points), augmentation.apply(table)
+        inside = self.crop_mask(points[:, :3])
+        points = points[inside]
         if len(points) == 0:
             raise SweepError(frame_id, 'no point inside POINT_CLOUD_RANGE')
         q_cfg = cfg.QUERIES
-        points = points[decimate(points[:, :3], q_cfg.DECIMATION_CELL, rng)]
+        keep = decimate(points[:, :3], q_cfg.DECIMATION_CELL, rng)
+        points = points[keep]
+        if origin_index is not None:
+            origin_index = origin_index[inside][keep]
+            if not (origin_index >= 0).any():
+                raise SweepError(frame_id, 'no point with a known ray origin inside POINT_CLOUD_RANGE')
         intensity = (points[:, self.intensity_column] if self.intensity_column is not None
                      else np.zeros(len(points), dtype=np.float32))
-        queries = sample_queries(points[:, :3], intensity, origin, q_cfg.NUM_QUERIES, q_cfg.BAND, rng)
+        queries = sample_queries(points[:, :3], intensity, table, q_cfg.NUM_QUERIES, q_cfg.BAND, rng,
+                                 origin_index)
         if self.intensity_column is None:
             queries['intensity_mask'][:] = 0
-        if len(points) > q_cfg.MAX_INPUT_POINTS:
-            points = points[np.sort(rng.choice(len(points), q_cfg.MAX_INPUT_POINTS, replace=False))]
+        cap = q_cfg.MAX_INPUT_POINTS
+        if cap and len(points) > cap:
+            points = points[np.sort(rng.choice(len(points), cap, replace=False))]
         points = np.ascontiguousarray(points[:, self.used_columns], dtype=np.float32)
         sample = {'frame_id': frame_id, 'points': points, 'queries': queries['xyz'],
-                  'sensor_origin': np.asarray(origin, dtype=np.float32)}
+                  'sensor_origin': table[0].astype(np.float32), 'ray_origins': table.astype(np.float32),
+                  'query_origin_index': queries['origin_index']}
         sample.update({f'query_{name}': queries[name] for name in QUERY_FIELDS})
         sample.update(self.voxelizer(points))
         return sample
