@@ -29,7 +29,7 @@ def test_evaluate_matches_occupancy_metrics_on_one_batch(val_setup):
     with torch.no_grad():
         pred, metric_dict = model(batch_to_device(next(iter(loader)), torch.device('cpu')))
     metrics = evaluate(model, loader, torch.device('cpu'))
-    for key in ('occ_iou', 'occ_acc', 'occ_precision', 'occ_recall', 'loss'):
+    for key in ('occ_iou_occupied', 'occ_iou_empty', 'occ_miou', 'occ_acc', 'occ_precision', 'occ_recall', 'loss'):
         assert metrics[key] == pytest.approx(metric_dict[key], rel=1e-6, abs=1e-9), key
     mask = pred['intensity_mask']
     l1 = (pred['intensity'][mask] - pred['intensity_target'][mask]).abs().mean().item()
@@ -67,7 +67,7 @@ def test_trainer_validate_logs_to_tensorboard(val_setup, tmp_path):
                       device=torch.device('cpu'), tb_writer=writer, val_loader=loader, eval_interval=1)
     metrics = trainer.validate()
     assert writer.scalars == {f'val/{key}': value for key, value in metrics.items()}
-    expected = {f'val/{key}' for key in ('occ_iou', 'occ_acc', 'occ_precision', 'occ_recall', 'intensity_l1')}
+    expected = {f'val/{key}' for key in ('occ_iou_occupied', 'occ_iou_empty', 'occ_miou', 'occ_acc', 'occ_precision', 'occ_recall', 'intensity_l1')}
     assert expected <= set(writer.scalars)
     assert len(writer.figures['val/occupancy'].axes) >= 4
 
@@ -80,3 +80,20 @@ def test_train_tool_has_eval_interval(synthetic_kitti):
     data = ['--set', 'DATA_CONFIG.DATA_PATH', str(synthetic_kitti)]
     assert train_tool.parse_args(argv + ['--eval_interval', '5'] + data)[0].eval_interval == 5
     assert train_tool.parse_args(argv + data)[0].eval_interval == 0
+
+
+def test_mean_iou_is_alsos_confusion_matrix_mean():
+    """`occ_miou` is what the official ALSO code logs as `iou`: the mean over the two classes of
+    diag / (row sum + column sum - diag) of the 2x2 confusion matrix; `occ_iou_occupied` is class 1 alone."""
+    from also_pcdet.models.occupancy_head import occupancy_metrics
+    rng = np.random.default_rng(0)
+    target = torch.from_numpy((rng.random(1000) < 0.3).astype(np.float32))
+    logits = torch.from_numpy(rng.normal(size=1000).astype(np.float32)) + 2 * target - 1
+    cm = np.zeros((2, 2))
+    np.add.at(cm, (target.numpy().astype(int), (logits > 0).numpy().astype(int)), 1)
+    per_class = np.diag(cm) / (cm.sum(0) + cm.sum(1) - np.diag(cm))
+    metrics = occupancy_metrics(logits, target)
+    assert metrics['occ_iou_empty'] == pytest.approx(per_class[0])
+    assert metrics['occ_iou_occupied'] == pytest.approx(per_class[1])
+    assert metrics['occ_miou'] == pytest.approx(per_class.mean())
+    assert metrics['occ_iou_occupied'] != pytest.approx(metrics['occ_miou'])

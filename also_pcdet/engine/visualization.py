@@ -102,7 +102,7 @@ def render_sample(model, sample: dict, device, resolution: float = 0.4, bev_z: f
     ax.legend(handles=[Line2D([], [], ls='', marker='o', color=c, label=n) for n, c in OUTCOME_COLOURS.items()],
               loc='upper right', fontsize=8)
     ax.set_title(f'queries: label vs mean prediction (pairs: accuracy {metrics["occ_acc"]:.3f}, '
-                 f'IoU {metrics["occ_iou"]:.3f})')
+                 f'occupied IoU {metrics["occ_iou_occupied"]:.3f})')
     x0, x1, y0, y1 = grids['bev_extent']
     for ax in (axes[0, 0], axes[0, 1], axes[1, 1]):
         ax.set(xlim=(x0, x1), ylim=(y0, y1), aspect='equal', xlabel='x (m)', ylabel='y (m)')

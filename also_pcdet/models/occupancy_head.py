@@ -27,14 +27,19 @@ def occupancy_counts(logits: torch.Tensor, target: torch.Tensor) -> dict:
 
 
 def metrics_from_counts(counts: dict) -> dict:
-    """IoU, accuracy, precision and recall from `occupancy_counts` (possibly summed over batches)."""
+    """IoU, accuracy, precision and recall from `occupancy_counts` (possibly summed over batches).
+
+    `occ_iou_occupied` is the IoU of the occupied class alone; `occ_miou` is the mean of the empty-class and
+    occupied-class IoUs, the number the official ALSO code logs as `iou` (its 2x2 confusion matrix)."""
     tp, fp, fn, tn = counts['tp'], counts['fp'], counts['fn'], counts['tn']
-    return {'occ_iou': tp / max(tp + fp + fn, 1), 'occ_acc': (tp + tn) / max(tp + fp + fn + tn, 1),
+    occupied, empty = tp / max(tp + fp + fn, 1), tn / max(tn + fn + fp, 1)
+    return {'occ_iou_occupied': occupied, 'occ_iou_empty': empty, 'occ_miou': (occupied + empty) / 2,
+            'occ_acc': (tp + tn) / max(tp + fp + fn + tn, 1),
             'occ_precision': tp / max(tp + fp, 1), 'occ_recall': tp / max(tp + fn, 1)}
 
 
 def occupancy_metrics(logits: torch.Tensor, target: torch.Tensor) -> dict:
-    """IoU, accuracy, precision and recall of occupancy at sigmoid > 0.5, as Python floats."""
+    """`metrics_from_counts` of occupancy at sigmoid > 0.5, as Python floats."""
     return metrics_from_counts(occupancy_counts(logits, target))
 
 
