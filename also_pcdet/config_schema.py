@@ -38,6 +38,8 @@ def _split(spec):
 DATASET_KEYS = {
     'KittiObjectSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ},
     'KittiRawSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ},
+    'Kitti360Sweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ},
+    'OnceSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ},
     'SequenceSweeps': {'DATA_SPLIT': _split(OneOf(Choice('all'), ListOf(OneOf(str, int)))), 'SENSOR_ORIGIN': XYZ},
     'NuScenesSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ, 'INCLUDE_SWEEPS': bool},
     'WaymoProcessedSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ, 'PROCESSED_DATA_TAG': str},

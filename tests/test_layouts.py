@@ -14,7 +14,7 @@ from also_pcdet.datasets.readers.tfrecord_io import index_tfrecord
 from also_pcdet.datasets.readers.waymo import WAYMO_TOP_LIDAR_ORIGIN, read_waymo_npy, read_waymo_tfrecord_frame
 from also_pcdet.datasets.sources import build_source
 from also_pcdet.datasets.synthetic import HDL64, make_sweep
-from also_pcdet.datasets.synthetic.layout_writers import HDL32
+from also_pcdet.datasets.synthetic.layout_writers import HDL32, PANDAR40
 from shipped_configs import shipped_config as config
 from tools import make_synthetic
 
@@ -25,7 +25,8 @@ NUSCENES_NAME = re.compile(r'n\d{3}-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}[+-]\d{4}
 @pytest.fixture(scope='module')
 def roots(tmp_path_factory):
     """One synthetic dataset per layout, written by the make_synthetic CLI."""
-    sizes = {'kitti_raw': 6, 'sequences': 6, 'nuscenes': 12, 'waymo_processed': 2, 'waymo_tfrecord': 2}
+    sizes = {'kitti_raw': 6, 'kitti360': 9, 'sequences': 6, 'nuscenes': 12, 'once': 14, 'waymo_processed': 2,
+             'waymo_tfrecord': 2}
     out = {}
     for layout, num_sweeps in sizes.items():
         out[layout] = tmp_path_factory.mktemp(layout)
@@ -63,6 +64,78 @@ def test_kitti_raw_layout_and_drive_list(roots):
         build_source(cfg.DATA_CONFIG, root, 'drives.txt')
     with pytest.raises(SweepError, match='nowhere.txt: split file not found'):
         build_source(cfg.DATA_CONFIG, root, 'nowhere.txt')
+
+
+def test_kitti360_real_layout_drive_lists_and_windows(roots):
+    root = roots['kitti360']
+    cfg = config('kitti360', root)
+    first, second = '2013_05_28_drive_0000_sync', '2013_05_28_drive_0002_sync'
+    raw = 'data_3d_raw/{}/velodyne_points/data/{:010d}.bin'.format
+    everything = build_source(cfg.DATA_CONFIG, root, 'all')
+    assert relative(everything) == [raw(first, i) for i in range(6)] + [raw(second, i) for i in range(3)]
+    for i in (0, 7):
+        points, origin = everything.read(i)
+        np.testing.assert_array_equal(points, make_sweep(SEED, i, HDL64)['points'])
+        assert origin.tolist() == [0.0, 0.0, 0.0]
+    stamps = (root / 'data_3d_raw' / second / 'velodyne_points' / 'timestamps.txt').read_text().splitlines()
+    assert stamps == ['2013-05-28 08:46:02.000000000', '2013-05-28 08:46:02.100000000', '2013-05-28 08:46:02.200000000']
+
+    # KITTI-360's own window lists: overlapping windows read each frame once; val is the last two of drive 0000
+    windows = (root / cfg.DATA_CONFIG.DATA_SPLIT.train).read_text().splitlines()
+    assert windows[0] == f'data_3d_semantics/train/{first}/static/0000000000_0000000001.ply'
+    train = build_source(cfg.DATA_CONFIG, root, cfg.DATA_CONFIG.DATA_SPLIT.train)
+    assert relative(train) == [raw(first, i) for i in range(4)] + [raw(second, i) for i in range(3)]
+    assert relative(build_source(cfg.DATA_CONFIG, root, cfg.DATA_CONFIG.DATA_SPLIT.test)) == [raw(first, 4), raw(first, 5)]
+
+    # a drive list (names or paths), alone or mixed with windows: the whole drive
+    (root / 'drives.txt').write_text(f'{second}\ndata_3d_raw/{first}\n\n')
+    assert relative(build_source(cfg.DATA_CONFIG, root, 'drives.txt')) == relative(everything)[6:] + relative(everything)[:6]
+    (root / 'drives.txt').write_text(f'{first}\ndata_3d_semantics/train/{first}/static/0000000004_0000000005.ply\n')
+    assert relative(build_source(cfg.DATA_CONFIG, root, 'drives.txt')) == relative(everything)[:6]
+    (root / 'drives.txt').write_text('2013_05_28_drive_0009_sync\n')
+    with pytest.raises(SweepError, match='data_3d_raw/2013_05_28_drive_0009_sync/velodyne_points/data: listed folder not found'):
+        build_source(cfg.DATA_CONFIG, root, 'drives.txt')
+    (root / 'drives.txt').write_text('drive_0000\n')
+    with pytest.raises(SweepError, match=r"drives.txt: neither .* windows: \['drive_0000'\]"):
+        build_source(cfg.DATA_CONFIG, root, 'drives.txt')
+    with pytest.raises(SweepError, match='data_3d_raw: no <date>_drive_<NNNN>_sync folder'):
+        build_source(cfg.DATA_CONFIG, root / 'data_3d_raw', 'all')
+
+
+def test_once_layout_splits_and_scaling(roots):
+    root = roots['once']
+    sequences = sorted(os.listdir(root / 'data'))
+    assert sequences == ['000076', '000080', '000084', '000088']
+    splits = {split: (root / 'ImageSets' / f'{split}.txt').read_text().split()
+              for split in ('train', 'val', 'test', 'raw_small', 'raw_medium', 'raw_large')}
+    assert splits['train'] == ['000076'] and splits['val'] == ['000080'] and splits['test'] == ['000084']
+    assert splits['raw_small'] == splits['raw_medium'] == splits['raw_large'] == ['000088']
+    frames = sorted(os.listdir(root / 'data' / '000080' / 'lidar_roof'))
+    assert frames == [f'{1616347127200 + 100 * k}.bin' for k in range(4)]
+    meta = json.loads((root / 'data' / '000080' / '000080.json').read_text())
+    assert [frame['frame_id'] + '.bin' for frame in meta['frames']] == frames
+
+    cfg = config('once', root)
+    assert cfg.DATA_CONFIG.DATA_SPLIT.train == 'raw_small' and cfg.DATA_CONFIG.POINT_CLOUD_RANGE[3] == 75.2
+    source = build_source(cfg.DATA_CONFIG, root, 'val')
+    assert relative(source) == [f'data/000080/lidar_roof/{name}' for name in frames]
+    raw = np.fromfile(root / 'data' / '000080' / 'lidar_roof' / frames[1], dtype=np.float32).reshape(-1, 4)
+    truth = make_sweep(SEED, 5, PANDAR40)['points']
+    np.testing.assert_array_equal(raw[:, :3], truth[:, :3])
+    assert raw[:, 3].max() > 100 and np.all(raw[:, 3] == np.round(raw[:, 3]))
+    points, origin = source.read(1)
+    np.testing.assert_allclose(points[:, 3], raw[:, 3] / 255.0)
+    np.testing.assert_array_equal(points[:, :3], raw[:, :3])
+    assert origin.tolist() == [0.0, 0.0, 0.0]
+    assert len(build_source(cfg.DATA_CONFIG, root, 'all')) == 14
+    assert relative(build_source(cfg.DATA_CONFIG, root, 'raw_small')) == [
+        f'data/000088/lidar_roof/{1616354327200 + 100 * k}.bin' for k in range(2)]
+    with pytest.raises(SweepError, match='ImageSets/raw_medium.txt: split file not found'):
+        (root / 'ImageSets' / 'raw_medium.txt').rename(root / 'medium.txt')
+        try:
+            build_source(cfg.DATA_CONFIG, root, 'raw_medium')
+        finally:
+            (root / 'medium.txt').rename(root / 'ImageSets' / 'raw_medium.txt')
 
 
 def test_sequences_layout_and_sequence_list(roots):
@@ -155,7 +228,10 @@ def test_waymo_tfrecord_source_indexes_once_and_caches(roots):
     ('kitti_raw', 'kitti_raw', 4, ['DATA_CONFIG.POINT_CLOUD_RANGE', '[0,-12.8,-3,25.6,12.8,1]']),
     ('semantic_kitti', 'sequences', 4, ['DATA_CONFIG.POINT_CLOUD_RANGE', '[0,-12.8,-3,25.6,12.8,1]',
                                         'DATA_CONFIG.DATA_SPLIT.train', '00,01']),
+    ('kitti360', 'kitti360', 4, ['DATA_CONFIG.POINT_CLOUD_RANGE', '[0,-12.8,-3,25.6,12.8,1]']),
     ('nuscenes', 'nuscenes', 5, ['DATA_CONFIG.POINT_CLOUD_RANGE', '[-12.8,-12.8,-5,12.8,12.8,3]']),
+    ('once', 'once', 4, ['DATA_CONFIG.POINT_CLOUD_RANGE', '[-12.8,-12.8,-5,12.8,12.8,3]',
+                         'DATA_CONFIG.DATA_SPLIT.train', 'raw_large']),
     ('waymo', 'waymo_processed', 5, ['DATA_CONFIG.POINT_CLOUD_RANGE', '[-12.8,-12.8,-2,12.8,12.8,4]']),
     ('waymo_tfrecord', 'waymo_tfrecord', 5, ['DATA_CONFIG.POINT_CLOUD_RANGE', '[-12.8,-12.8,-2,12.8,12.8,4]']),
 ])

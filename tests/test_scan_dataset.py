@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from also_pcdet.datasets.sweep_dataset import inside_range
-from also_pcdet.datasets.synthetic.layout_writers import write_kitti_raw
+from also_pcdet.datasets.synthetic.layout_writers import write_kitti360, write_kitti_raw, write_once
 from conftest import REPO
 from tools import scan_dataset
 
@@ -56,3 +56,20 @@ def test_workers_agree_and_the_limit_sets_the_status(drives, capsys):
     assert two[4:] == [one[4], '  ... and 1 more (--max_listed)']
     status, test = run(capsys, root, '--split', 'test')  # SAMPLE_INTERVAL.test 20: sweep 0 only
     assert status == 0 and test[0].endswith('5 sweeps listed, 1 scanned (every 20), 1 usable')
+
+
+@pytest.mark.parametrize('name, writer, sweeps, split, listed', [
+    ('kitti360', write_kitti360, 6, 'data_3d_semantics/train/2013_05_28_drive_train.txt', 4),  # frames 0-3
+    ('once', write_once, 14, 'raw_small', 2),  # the fourth sequence: frames 12 and 13
+])
+def test_scan_reads_kitti360_and_once_layouts(tmp_path, capsys, name, writer, sweeps, split, listed):
+    paths = writer(tmp_path, sweeps, seed=1)
+    bad = paths[{'kitti360': 3, 'once': 13}[name]]
+    bad.write_bytes(b'')  # the last sweep of the split is empty
+    status = scan_dataset.main(['--cfg_file', str(REPO / 'cfgs' / f'also_pretrain_{name}.yaml'),
+                                '--set', 'DATA_CONFIG.DATA_PATH', str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 1
+    assert lines[0].endswith(f'train ({split}) under {tmp_path}: {listed} sweeps listed, {listed} scanned '
+                             f'(every 1), {listed - 1} usable')
+    assert lines[-1] == f'  {bad}: empty sweep (0 bytes)'

@@ -4,7 +4,8 @@ sweep (min / median / max, all and inside POINT_CLOUD_RANGE) and every unusable 
     python tools/scan_dataset.py --cfg_file cfgs/also_pretrain_kitti_raw.yaml [--split train] [--workers 4] \
         [--set DATA_CONFIG.DATA_PATH /data/kitti_raw ...]
 
-Sweeps are those training reads (DATA_SPLIT and SAMPLE_INTERVAL of the split), without augmentation. Exits
+Any layout DATA_CONFIG.DATASET names (KITTI object / raw / 360, SemanticKITTI, nuScenes, ONCE, Waymo) is read
+by its own reader. Sweeps are those training reads (DATA_SPLIT and SAMPLE_INTERVAL of the split), without augmentation. Exits
 with status 1 when more than DATA_CONFIG.MAX_BAD_FRACTION of them are unusable.
 """
 import argparse

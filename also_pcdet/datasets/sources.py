@@ -11,6 +11,7 @@ import numpy as np
 
 from .readers import SweepError, read_float32_records
 from .readers.nuscenes import read_nuscenes_lidar
+from .readers.once import read_once_lidar
 from .readers.tfrecord_index import load_record_index
 from .readers.waymo import WAYMO_TOP_LIDAR_ORIGIN, read_waymo_npy, read_waymo_tfrecord_frame
 
@@ -19,6 +20,8 @@ KITTI_FEATURES = ('x', 'y', 'z', 'intensity')
 WAYMO_FEATURES = ('x', 'y', 'z', 'intensity', 'elongation')
 NUSCENES_FEATURES = ('x', 'y', 'z', 'intensity', 'timestamp')
 KITTI_RAW_DRIVE = re.compile(r'\d{4}_\d{2}_\d{2}_drive_\d{4}_sync')
+# a line of KITTI-360's window lists (data_3d_semantics/train/2013_05_28_drive_{train,val}.txt)
+KITTI360_WINDOW = re.compile(r'(?:.*/)?(\d{4}_\d{2}_\d{2}_drive_\d{4}_sync)/static/(\d+)_(\d+)\.ply')
 
 
 class SweepSource:
@@ -115,6 +118,52 @@ class KittiRawSweeps(KittiBinSweeps):
         self.items = files_in(self.root, [drive / 'velodyne_points' / 'data' for drive in drives], '.bin')
 
 
+class Kitti360Sweeps(KittiBinSweeps):
+    """KITTI-360: `data_3d_raw/<date>_drive_<NNNN>_sync/velodyne_points/data/<NNNNNNNNNN>.bin` (HDL-64,
+    float32 x, y, z, reflectance, velodyne frame).
+
+    DATA_SPLIT[mode] is `all` (every drive under data_3d_raw/) or a list file (relative to DATA_PATH, or
+    absolute) whose lines are drive names (`2013_05_28_drive_0000_sync`: the whole drive) or lines of
+    KITTI-360's window lists `data_3d_semantics/train/2013_05_28_drive_{train,val}.txt`
+    (`.../<drive>/static/<first>_<last>.ply`: that drive's frames first..last, the split ALSO uses).
+    Frames of overlapping windows are read once."""
+
+    RAW = Path('data_3d_raw')
+
+    def __init__(self, dataset_cfg, root, split):
+        super().__init__(dataset_cfg, root, split)
+        if split == ALL:
+            drives = {path.name: None for path in sorted((self.root / self.RAW).glob('*_drive_*_sync'))}
+            if not drives:
+                raise SweepError(self.root / self.RAW, 'no <date>_drive_<NNNN>_sync folder')
+        else:
+            drives = self.listed_drives(list_file(self.root, split))
+        for drive, windows in drives.items():
+            files = files_in(self.root, [self.RAW / drive / 'velodyne_points' / 'data'], '.bin')
+            if windows is not None:
+                files = [f for f in files if f.stem.isdigit() and any(a <= int(f.stem) <= b for a, b in windows)]
+            self.items += files
+
+    @staticmethod
+    def listed_drives(path) -> dict:
+        """{drive: None (all frames) or [(first, last), ...]} in the order the list file names them."""
+        drives, bad = {}, []
+        for line in read_split_file(path):
+            window = KITTI360_WINDOW.fullmatch(line)
+            if window:
+                drive, first, last = window.group(1), int(window.group(2)), int(window.group(3))
+                if drives.get(drive, []) is not None:  # a whole-drive line wins over windows
+                    drives.setdefault(drive, []).append((first, last))
+            elif KITTI_RAW_DRIVE.fullmatch(Path(line).name):
+                drives[Path(line).name] = None
+            else:
+                bad.append(line)
+        if bad:
+            raise SweepError(path, f'neither <date>_drive_<NNNN>_sync names nor '
+                                   f'<drive>/static/<first>_<last>.ply windows: {bad[:3]}')
+        return drives
+
+
 def sequence_name(sequence) -> str:
     """`8`, `'8'` and `'08'` all name `sequences/08`; other names are kept as they are."""
     text = str(sequence)
@@ -122,7 +171,7 @@ def sequence_name(sequence) -> str:
 
 
 class SequenceSweeps(KittiBinSweeps):
-    """SemanticKITTI / KITTI-360-style sequences: `sequences/<NN>/velodyne/<NNNNNN>.bin`.
+    """SemanticKITTI-style sequences: `sequences/<NN>/velodyne/<NNNNNN>.bin`.
 
     DATA_SPLIT[mode] is a list of sequence ids (e.g. ['00', '01']) or `all`."""
 
@@ -153,6 +202,26 @@ class NuScenesSweeps(SweepSource):
 
     def read(self, index):
         return read_nuscenes_lidar(self.path(index)), self.origin
+
+
+class OnceSweeps(SweepSource):
+    """ONCE: `data/<sequence>/lidar_roof/<frame>.bin` (float32 x, y, z, intensity 0-255, roof lidar frame)
+    for the sequences listed in `ImageSets/<split>.txt`. DATA_SPLIT[mode] names the list: train, val, test or
+    the unlabelled raw_small / raw_medium / raw_large, or is `all` (every sequence under data/). Intensity
+    is divided by 255 as ALSO does; stock OpenPCDet feeds 0-255 (folded into the export)."""
+
+    STOCK_INPUT_SCALE = {'intensity': 255.0}
+
+    def __init__(self, dataset_cfg, root, split):
+        super().__init__(dataset_cfg, root, split)
+        if split == ALL:
+            sequences = sorted(path.parent.name for path in self.root.glob('data/*/lidar_roof'))
+        else:
+            sequences = read_split_file(self.root / 'ImageSets' / f'{split}.txt')
+        self.items = files_in(self.root, [Path('data', s, 'lidar_roof') for s in sequences], '.bin')
+
+    def read(self, index):
+        return read_once_lidar(self.path(index)), self.origin
 
 
 def waymo_segments(root: Path, split: str) -> list:
@@ -215,8 +284,8 @@ class WaymoTfrecordSweeps(SweepSource):
         return read_waymo_tfrecord_frame(self.path(index), offset)
 
 
-SOURCES = {cls.__name__: cls for cls in (KittiObjectSweeps, KittiRawSweeps, SequenceSweeps, NuScenesSweeps,
-                                         WaymoProcessedSweeps, WaymoTfrecordSweeps)}
+SOURCES = {cls.__name__: cls for cls in (KittiObjectSweeps, KittiRawSweeps, Kitti360Sweeps, SequenceSweeps,
+                                         NuScenesSweeps, OnceSweeps, WaymoProcessedSweeps, WaymoTfrecordSweeps)}
 
 
 def build_source(dataset_cfg, root, split) -> SweepSource:

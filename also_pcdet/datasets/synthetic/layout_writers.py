@@ -1,5 +1,6 @@
-"""Write synthetic sweeps in the real on-disk layouts of KITTI raw, SemanticKITTI-style sequences and
-nuScenes, and the Waymo layouts sized by a number of sweeps. Frame i is `make_sweep(seed, i, lidar)`."""
+"""Write synthetic sweeps in the real on-disk layouts of KITTI raw, KITTI-360, SemanticKITTI-style sequences,
+nuScenes and ONCE, and the Waymo layouts sized by a number of sweeps. Frame i is `make_sweep(seed, i, lidar)`."""
+import json
 import math
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -16,6 +17,9 @@ from .waymo_writer import write_waymo_processed, write_waymo_tfrecord
 # nuScenes LIDAR_TOP is a Velodyne HDL-32E: 32 beams from +10.67 to -30.67 deg, 20 Hz (0.33 deg steps).
 HDL32 = LidarModel(inclinations_deg=tuple(np.round(np.linspace(10.67, -30.67, 32), 4)), azimuth_step_deg=0.33,
                    max_range=70.0, min_range=1.0, mount_height=1.84)
+# ONCE's roof lidar is a Hesai Pandar40: 40 beams from +7 to -16 deg, 10 Hz (0.2 deg steps).
+PANDAR40 = LidarModel(inclinations_deg=tuple(np.round(np.linspace(7.0, -16.0, 40), 4)), azimuth_step_deg=0.2,
+                      max_range=120.0, min_range=1.0, mount_height=1.9)
 KITTI_RAW_DATES = ('2011_09_26', '2011_09_28', '2011_09_29', '2011_09_30', '2011_10_03')
 NUSCENES_SWEEP_US = 50_000  # 20 Hz
 NUSCENES_KEYFRAME_EVERY = 10  # key frames (samples/) at 2 Hz, the others in sweeps/
@@ -75,6 +79,48 @@ def write_kitti_raw(root, num_sweeps, seed, *, frames_per_drive=4, workers=1, pr
     return paths
 
 
+KITTI360_DRIVES = (0, 2, 3, 4, 5, 6, 7, 9, 10)  # 2013_05_28_drive_<NNNN>_sync numbers KITTI-360 publishes
+
+
+def kitti360_drive(drive: int) -> str:
+    return f'2013_05_28_drive_{KITTI360_DRIVES[drive % len(KITTI360_DRIVES)]:04d}_sync'
+
+
+def kitti360_windows(frames: int) -> tuple:
+    """(train, val) windows (first, last) of a drive's frames: the last two frames are val, the others two
+    train windows sharing one frame (KITTI-360's windows overlap); a drive of under 4 frames is all train."""
+    if frames < 4:
+        return [(0, frames - 1)], []
+    middle = (frames - 3) // 2
+    return [(0, middle), (middle, frames - 3)], [(frames - 2, frames - 1)]
+
+
+def write_kitti360(root, num_sweeps, seed, *, frames_per_drive=6, workers=1, progress=False) -> list:
+    """KITTI-360: root/data_3d_raw/2013_05_28_drive_<NNNN>_sync/velodyne_points/data/<NNNNNNNNNN>.bin (HDL-64,
+    float32 x, y, z, reflectance) with velodyne_points/timestamps.txt, `frames_per_drive` frames per drive,
+    and the window lists root/data_3d_semantics/train/2013_05_28_drive_{train,val}.txt
+    (`data_3d_semantics/train/<drive>/static/<first>_<last>.ply` per line). Returns the sweep paths."""
+    root = Path(root)
+    folders = [root / 'data_3d_raw' / kitti360_drive(i // frames_per_drive) / 'velodyne_points'
+               for i in range(num_sweeps)]
+    paths = [folder / 'data' / f'{i % frames_per_drive:010d}.bin' for i, folder in enumerate(folders)]
+    write_frames(paths, seed, HDL64, kitti_record, workers, progress)
+    lists = {'train': [], 'val': []}
+    start = datetime(2013, 5, 28, 8, 46, 2)
+    for folder in sorted(set(folders)):
+        count = sum(1 for f in folders if f == folder)
+        (folder / 'timestamps.txt').write_text(''.join(
+            f'{start + timedelta(seconds=0.1 * k):%Y-%m-%d %H:%M:%S.%f}000\n' for k in range(count)))
+        for split, windows in zip(('train', 'val'), kitti360_windows(count)):
+            lists[split] += [f'data_3d_semantics/train/{folder.parent.name}/static/{a:010d}_{b:010d}.ply'
+                             for a, b in windows]
+    (root / 'data_3d_semantics' / 'train').mkdir(parents=True, exist_ok=True)
+    for split, lines in lists.items():
+        (root / 'data_3d_semantics' / 'train' / f'2013_05_28_drive_{split}.txt').write_text(
+            ''.join(f'{line}\n' for line in lines))
+    return paths
+
+
 def write_sequences(root, num_sweeps, seed, *, frames_per_sequence=4, workers=1, progress=False) -> list:
     """SemanticKITTI-style: root/sequences/<NN>/velodyne/<NNNNNN>.bin (HDL-64, float32 x, y, z, reflectance)
     and sequences/<NN>/times.txt, `frames_per_sequence` frames per sequence. Returns the sweep paths."""
@@ -105,6 +151,48 @@ def write_nuscenes(root, num_sweeps, seed, *, frames_per_scene=20, workers=1, pr
         kind = 'samples' if frame % NUSCENES_KEYFRAME_EVERY == 0 else 'sweeps'
         paths.append(root / kind / 'LIDAR_TOP' / nuscenes_name(scene, frame))
     write_frames(paths, seed, HDL32, nuscenes_record, workers, progress)
+    return paths
+
+
+ONCE_FIRST_FRAME_MS = 1616343527200
+ONCE_SPLITS = ('train', 'val', 'test', 'raw_small', 'raw_medium', 'raw_large')
+
+
+def once_record(sweep) -> np.ndarray:
+    """ONCE `lidar_roof` record: float32 x, y, z, intensity 0-255."""
+    points = sweep['points']
+    return np.column_stack([points[:, :3], np.round(points[:, 3] * 255.0)]).astype(np.float32)
+
+
+def once_split_lists(sequences: list) -> dict:
+    """Sequence ids per ONCE split: the first three sequences are train, val and test, the others unlabelled
+    raw data, with raw_small within raw_medium within raw_large (ONCE's nesting)."""
+    raw = sequences[3:]
+    return {'train': sequences[:1], 'val': sequences[1:2], 'test': sequences[2:3],
+            'raw_small': raw[:max(1, len(raw) // 2)], 'raw_medium': raw[:max(1, 3 * len(raw) // 4)],
+            'raw_large': raw}
+
+
+def write_once(root, num_sweeps, seed, *, frames_per_sequence=4, workers=1, progress=False) -> list:
+    """ONCE: root/data/<NNNNNN>/lidar_roof/<timestamp ms>.bin (Pandar40, float32 x, y, z, intensity 0-255),
+    root/data/<NNNNNN>/<NNNNNN>.json (the frame list, with identity poses) and
+    root/ImageSets/{train,val,test,raw_small,raw_medium,raw_large}.txt listing sequence ids
+    (`once_split_lists`). Returns the sweep paths in frame order."""
+    root = Path(root)
+    sequence_ids = [f'{76 + 4 * (i // frames_per_sequence):06d}' for i in range(num_sweeps)]
+    frame_ids = [str(ONCE_FIRST_FRAME_MS + 3_600_000 * (i // frames_per_sequence) + 100 * (i % frames_per_sequence))
+                 for i in range(num_sweeps)]
+    paths = [root / 'data' / seq / 'lidar_roof' / f'{frame}.bin' for seq, frame in zip(sequence_ids, frame_ids)]
+    write_frames(paths, seed, PANDAR40, once_record, workers, progress)
+    sequences = sorted(set(sequence_ids))
+    for seq in sequences:
+        frames = [{'frame_id': frame, 'pose': [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]}
+                  for s, frame in zip(sequence_ids, frame_ids) if s == seq]
+        (root / 'data' / seq / f'{seq}.json').write_text(json.dumps(
+            {'meta_info': {'sequence_id': seq, 'synthetic': True}, 'calib': {}, 'frames': frames}))
+    (root / 'ImageSets').mkdir(parents=True, exist_ok=True)
+    for split, listed in once_split_lists(sequences).items():
+        (root / 'ImageSets' / f'{split}.txt').write_text(''.join(f'{seq}\n' for seq in listed))
     return paths
 
 
