@@ -1,5 +1,7 @@
 """check_config: the schema (unknown keys, types, missing keys), the grid, the features and the data path,
 and the shipped configs against the stock OpenPCDet configs they feed."""
+import json
+
 import pytest
 
 from also_pcdet.config import ConfigError, cfg_from_yaml_file
@@ -12,11 +14,23 @@ from conftest import REPO
 KITTI = ([0, -40, -3, 70.4, 40, 1], [0.05, 0.05, 0.1], ['x', 'y', 'z', 'intensity'])
 WAYMO = ([-75.2, -75.2, -2, 75.2, 75.2, 4], [0.1, 0.1, 0.15], ['x', 'y', 'z', 'intensity', 'elongation'])
 NUSCENES = ([-51.2, -51.2, -5.0, 51.2, 51.2, 3.0], [0.1, 0.1, 0.2], ['x', 'y', 'z', 'intensity', 'timestamp'])
+STOCK_FACTS = {c['config']: c for c in json.loads((REPO / 'tests' / 'facts' / 'stock_backbones.json').read_text())['configs']}
+
+
+def stock(config):
+    """(range, voxel, features, 3-D backbone) of a stock OpenPCDet config, from the facts file."""
+    facts = STOCK_FACTS[config]
+    return (facts['point_cloud_range'], facts['voxel_size'], facts['used_feature_list'], facts['BACKBONE_3D']['NAME'])
+
+
 # config -> (range, voxel, features, 3-D backbone) of the stock OpenPCDet detector config it feeds
 STOCK = {
     'also_pretrain': KITTI + ('VoxelBackBone8x',),             # kitti_models/second, pv_rcnn, voxel_rcnn_car
     'also_pretrain_kitti_raw': KITTI + ('VoxelBackBone8x',),
     'also_pretrain_semantic_kitti': KITTI + ('VoxelBackBone8x',),
+    'also_pretrain_kitti360': stock('kitti_models/second.yaml'),
+    'also_pretrain_once': stock('once_models/second.yaml'),
+    'also_pretrain_once_centerpoint': stock('once_models/centerpoint.yaml'),
     'also_pretrain_waymo': WAYMO + ('VoxelResBackBone8x',),    # waymo_models/centerpoint
     'also_pretrain_waymo_second': WAYMO + ('VoxelBackBone8x',),  # waymo_models/second, pv_rcnn
     'also_pretrain_waymo_tfrecord': WAYMO + ('VoxelResBackBone8x',),
@@ -76,7 +90,7 @@ def test_unknown_keys_are_named_with_close_matches(tmp_path):
     assert 'unknown key DATA_CONFIG.SENSOR_ORIGIN' in problems(cfg)
     cfg.DATA_CONFIG.DATASET = 'WaymoSweeps'
     assert problems(cfg) == ("DATA_CONFIG.DATASET 'WaymoSweeps' is not a known dataset layout; did you mean "
-                             "WaymoTfrecordSweeps or WaymoProcessedSweeps?")
+                             "WaymoTfrecordSweeps or WaymoProcessedSweeps or OnceSweeps?")
 
 
 def test_wrong_types_and_missing_keys_are_all_listed(tmp_path):
