@@ -1,4 +1,5 @@
-"""spconv checks at import time, and the patch that lets spconv's CPU build run backward."""
+"""spconv checks at import time, and the patches that let spconv's CPU path run backward and inference."""
+import functools
 import importlib.metadata
 import re
 import sys
@@ -47,8 +48,40 @@ def patch_cpu_stream():
                 module.get_current_stream = _cpu_stream
 
 
+def patch_cpu_inference_bias():
+    """Let sparse convolutions with a bias (or a fused activation) run in eval mode on CPU tensors (idempotent).
+
+    In eval mode spconv 2.x hands the bias and activation to its convolution kernel to fuse them; its CPU
+    kernels refuse that (`AssertionError: cpu don't support act and bias` in `spconv.pytorch.ops`), so an
+    eval-mode VoxelResBackBone8x (whose residual convs have a bias) cannot run on the CPU. For CPU tensors in
+    eval mode the patched `SparseConvolution._conv_forward` runs the convolution without them and then adds the
+    bias and applies the activation, as spconv's training path does. CUDA tensors, training mode and quantized
+    or `add_input` calls go to spconv's own code unchanged. Patched on the class, so OpenPCDet's modules get it too."""
+    from cumm import tensorview as tv
+    from spconv.pytorch import conv
+
+    original = conv.SparseConvolution._conv_forward
+    if getattr(original, 'cpu_inference_bias', False):
+        return
+
+    @functools.wraps(original)
+    def conv_forward(self, training, input, weight, bias, add_input=None, *args,
+                     act_type=tv.gemm.Activation.None_, act_alpha=0.0, act_beta=0.0, **kwargs):
+        fused = bias is not None or act_type != tv.gemm.Activation.None_
+        if (training or not fused or input.features.is_cuda or add_input is not None or input.is_quantized
+                or args or kwargs.get('channel_scale') is not None or kwargs.get('output_scale') is not None):
+            return original(self, training, input, weight, bias, add_input, *args, act_type=act_type,
+                            act_alpha=act_alpha, act_beta=act_beta, **kwargs)
+        out = original(self, training, input, weight, None, None, **kwargs)
+        features = out.features if bias is None else out.features + bias
+        return out.replace_feature(conv._apply_act(features, act_type, act_alpha, act_beta))
+
+    conv_forward.cpu_inference_bias = True
+    conv.SparseConvolution._conv_forward = conv_forward
+
+
 def ensure_spconv():
-    """Check that exactly one spconv build is installed and importable; patch it for CPU-only torch."""
+    """Check that exactly one spconv build is installed and importable; patch its CPU backward and inference."""
     check_spconv_distributions(d.metadata['Name'] for d in importlib.metadata.distributions())
     try:
         import spconv.pytorch  # noqa: F401
@@ -57,6 +90,7 @@ def ensure_spconv():
             raise
         raise ImportError(f"also-pcdet needs spconv 2.x, which is not installed: {INSTALL_HINT}.") from err
     patch_cpu_stream()
+    patch_cpu_inference_bias()
 
 
 @contextmanager
