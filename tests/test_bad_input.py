@@ -96,6 +96,7 @@ def test_truncated_nuscenes_record_and_all_nlz_waymo_frame(tmp_path):
     (waymo / 'ImageSets').mkdir()
     (waymo / 'ImageSets' / 'train.txt').write_text('segment-1_with_camera_labels.tfrecord\n')
     frame = np.random.default_rng(0).uniform(-10, 10, (5000, 6)).astype(np.float32)
+    frame[:, 3] = np.abs(frame[:, 3])  # Waymo's raw intensity is never negative
     frame[:, 5] = 1.0  # every point inside a no-label zone: nothing is left
     np.save(folder / '0000.npy', frame)
     frame[:, 5] = -1.0

@@ -25,7 +25,7 @@ def test_a_corrupt_sweep_is_skipped_and_counted(synthetic_kitti, tmp_path):
     shutil.copytree(synthetic_kitti, data)
     sweep = data / 'training' / 'velodyne' / '000001.bin'
     points = np.fromfile(sweep, dtype=np.float32).reshape(-1, 4)
-    points[:, 3] = 3e38     # finite (the reader's NaN check passes), but voxel means and the L1 target overflow
+    points[::200, 3] = 3e38  # finite, and few enough for the sweep checks (0.5 %), but the network overflows
     points.tofile(sweep)
 
     proc = run_train(train_args(data, tmp_path / 'out', *SMALL_RUN, sets=SMALL_SETS))

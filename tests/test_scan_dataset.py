@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from also_pcdet.datasets.sweep_dataset import inside_range
+from also_pcdet.datasets.sweep_checks import inside_range
 from also_pcdet.datasets.synthetic.layout_writers import write_kitti360, write_kitti_raw, write_once
 from conftest import REPO
 from tools import scan_dataset

@@ -19,31 +19,28 @@ from also_pcdet.config import add_config_arguments, config_from_args
 from also_pcdet.config_checks import check_config
 from also_pcdet.datasets.readers import SweepError
 from also_pcdet.datasets.sources import build_source
-from also_pcdet.datasets.sweep_dataset import check_points, inside_range
+from also_pcdet.datasets.sweep_checks import check_sweep
 
 _WORKER = {}
 
 
-def scan_sweep(source, pc_range, index):
-    """(location, points, points inside the range, reason or None) of one sweep, checked like training does."""
+def scan_sweep(source, grid, index):
+    """(location, points, points inside the range, reason or None) of one sweep, with training's verdict."""
     location = source.location(index)
     try:
-        points, _ = source.read(index)
-        check_points(points, location)
-        inside = int(inside_range(points[:, :3], pc_range).sum())
-        if inside == 0:
-            raise SweepError(location, 'no point inside POINT_CLOUD_RANGE')
+        points, origin = source.read(index)
+        inside = check_sweep(points, origin, location, source, *grid)
     except SweepError as err:
         return location, 0, 0, err.reason
     return location, len(points), inside, None
 
 
-def _init_worker(source, pc_range):
-    _WORKER.update(source=source, pc_range=pc_range)
+def _init_worker(source, grid):
+    _WORKER.update(source=source, grid=grid)
 
 
 def _scan_in_worker(index):
-    return scan_sweep(_WORKER['source'], _WORKER['pc_range'], index)
+    return scan_sweep(_WORKER['source'], _WORKER['grid'], index)
 
 
 def scan(data_cfg, split: str, workers: int = 1, progress: bool = True) -> dict:
@@ -51,13 +48,14 @@ def scan(data_cfg, split: str, workers: int = 1, progress: bool = True) -> dict:
     source = build_source(data_cfg, data_cfg.DATA_PATH, data_cfg.DATA_SPLIT[split])
     interval = data_cfg.get('SAMPLE_INTERVAL', {}).get(split, 1)
     indices = range(0, len(source), interval)
-    pc_range = np.asarray(data_cfg.POINT_CLOUD_RANGE, dtype=np.float32)
+    grid = (np.asarray(data_cfg.POINT_CLOUD_RANGE, dtype=np.float32),
+            np.asarray(data_cfg.VOXEL_SIZE, dtype=np.float32))
     bar = dict(total=len(indices), desc='scanning', unit='sweep', disable=not progress, dynamic_ncols=True)
     if workers > 1:
-        with multiprocessing.Pool(workers, _init_worker, (source, pc_range)) as pool:
+        with multiprocessing.Pool(workers, _init_worker, (source, grid)) as pool:
             results = list(tqdm(pool.imap(_scan_in_worker, indices, chunksize=64), **bar))
     else:
-        results = [scan_sweep(source, pc_range, i) for i in tqdm(indices, **bar)]
+        results = [scan_sweep(source, grid, i) for i in tqdm(indices, **bar)]
     good = [(points, inside) for _, points, inside, reason in results if reason is None]
     return {'listed': len(source), 'scanned': len(results), 'interval': interval, 'usable': len(good),
             'points': np.array([g[0] for g in good], dtype=np.int64),

@@ -32,6 +32,9 @@ class SweepSource:
     DEFAULT_ORIGIN = (0.0, 0.0, 0.0)
     # feature -> how much larger stock OpenPCDet feeds it than `read` returns (undone at export)
     STOCK_INPUT_SCALE = {}
+    # intensity range of `read`'s points: every layout's reader scales it to [0, 1] (KITTI reflectance as
+    # stored, nuScenes 0-255 / 255, Waymo tanh); sweeps outside it fail `sweep_checks.check_sweep`
+    INTENSITY_RANGE = (0.0, 1.0)
 
     def __init__(self, dataset_cfg, root: Path, split):
         self.cfg, self.root, self.split = dataset_cfg, Path(root), split
@@ -89,14 +92,16 @@ class KittiBinSweeps(SweepSource):
 
 
 class KittiObjectSweeps(KittiBinSweeps):
-    """KITTI 3D object: `training/velodyne/<id>.bin` for the ids in `ImageSets/<split>.txt`."""
+    """KITTI 3D object: `training/velodyne/<id>.bin` for the ids in `ImageSets/<split>.txt`, or
+    `testing/velodyne/<id>.bin` for the `test` split (as OpenPCDet's KittiDataset)."""
 
     def __init__(self, dataset_cfg, root, split):
         super().__init__(dataset_cfg, root, split)
         self.items = read_split_file(self.root / 'ImageSets' / f'{split}.txt')
+        self.folder = self.root / ('testing' if split == 'test' else 'training') / 'velodyne'
 
     def path(self, index: int) -> Path:
-        return self.root / 'training' / 'velodyne' / f'{self.items[index]}.bin'
+        return self.folder / f'{self.items[index]}.bin'
 
 
 class KittiRawSweeps(KittiBinSweeps):

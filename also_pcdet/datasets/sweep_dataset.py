@@ -11,27 +11,10 @@ from .queries import decimate, sample_queries
 from .ray_origins import origin_arrays
 from .readers import SweepError
 from .sources import build_source
+from .sweep_checks import MIN_VOXELS, check_sweep, inside_range
 from .voxelizer import Voxelizer
 
 QUERY_FIELDS = ('occupancy', 'intensity', 'intensity_mask')
-
-
-def check_points(points: np.ndarray, where):
-    """Raise SweepError for a sweep with no points or with NaN/inf values."""
-    if len(points) == 0:
-        raise SweepError(where, 'empty sweep (0 points)')
-    if not np.isfinite(points).all():
-        bad = int((~np.isfinite(points).all(axis=1)).sum())
-        raise SweepError(where, f'{bad} of {len(points)} points have NaN/inf values')
-
-
-def inside_range(xyz: np.ndarray, point_cloud_range) -> np.ndarray:
-    """Mask of the points inside [x0, x1) x [y0, y1) x [z0, z1): the cells the voxelizer keeps."""
-    inside = np.ones(len(xyz), dtype=bool)
-    for axis in range(3):  # column by column: an (N, 3) compare + row-wise np.all is ~5x slower
-        column = xyz[:, axis]
-        inside &= (column >= point_cloud_range[axis]) & (column < point_cloud_range[axis + 3])
-    return inside
 
 
 class SweepDataset(torch.utils.data.Dataset):
@@ -93,19 +76,31 @@ class SweepDataset(torch.utils.data.Dataset):
         return inside_range(xyz, self.point_cloud_range)
 
     def prepare(self, points: np.ndarray, origin, frame_id: str, index: int) -> dict:
-        """Turn one raw sweep (N, C) into a sample; raises SweepError if unusable. `origin` is what the
-        source's `read` returned: one sensor position (3,) or a RayOrigins (per-point ray origins; points
-        with index -1 are network input only), see ray_origins.py."""
-        cfg, rng = self.dataset_cfg, self.rng(index)
-        check_points(points, frame_id)
+        """Turn one raw sweep (N, C) into a sample; raises SweepError if unusable (`check_sweep`, the verdict
+        tools/scan_dataset.py gives too). `origin` is what the source's `read` returned: one sensor position
+        (3,) or a RayOrigins (per-point ray origins; points with index -1 are network input only), see
+        ray_origins.py."""
+        check_sweep(points, origin, frame_id, self.source, self.point_cloud_range, self.voxel_size)
         table, origin_index = origin_arrays(origin, len(points), frame_id)
-        if self.training and cfg.AUGMENTATION.ENABLED:
+        augment = self.training and self.dataset_cfg.AUGMENTATION.ENABLED
+        sample = self.make_sample(points, table, origin_index, frame_id, index, augment)
+        if sample is None or len(sample['voxels']) < MIN_VOXELS:  # augmentation moved the sweep out of the box
+            sample = self.make_sample(points, table, origin_index, frame_id, index, augment=False)
+        if len(sample['voxels']) < MIN_VOXELS:
+            raise SweepError(frame_id, f'only {len(sample["voxels"])} voxels after decimation and '
+                                       f'MAX_INPUT_POINTS (at least {MIN_VOXELS})')
+        return sample
+
+    def make_sample(self, points, table, origin_index, frame_id, index, augment: bool):
+        """The sample of a checked sweep; None when the augmentation left fewer than MIN_VOXELS points in range."""
+        cfg, rng = self.dataset_cfg, self.rng(index)
+        if augment:
             augmentation = RigidAugmentation.draw(cfg.AUGMENTATION, rng)
             points, table = augmentation.apply(points), augmentation.apply(table)
         inside = self.crop_mask(points[:, :3])
         points = points[inside]
-        if len(points) == 0:
-            raise SweepError(frame_id, 'no point inside POINT_CLOUD_RANGE')
+        if augment and len(points) < MIN_VOXELS:
+            return None
         q_cfg = cfg.QUERIES
         keep = decimate(points[:, :3], q_cfg.DECIMATION_CELL, rng)
         points = points[keep]

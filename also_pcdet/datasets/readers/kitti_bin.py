@@ -5,14 +5,15 @@ from .errors import SweepError
 
 
 def read_float32_records(path, num_fields: int) -> np.ndarray:
-    """Read a flat float32 file as (N, num_fields); a truncated or empty file raises SweepError."""
+    """Read a flat float32 file as (N, num_fields); an empty file or one that is not whole records raises
+    SweepError stating its real size."""
     try:
-        raw = np.fromfile(path, dtype=np.float32)
+        raw = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
         raise SweepError(path, f'cannot read: {err.strerror or err}') from err
     if raw.size == 0:
         raise SweepError(path, 'empty sweep (0 bytes)')
-    if raw.size % num_fields:
-        raise SweepError(path, f'truncated: {raw.size * 4} bytes is not a multiple of '
-                               f'{num_fields} float32 fields ({num_fields * 4} bytes per point)')
-    return raw.reshape(-1, num_fields)
+    if raw.size % (4 * num_fields):
+        raise SweepError(path, f'truncated: {raw.size} bytes is not a multiple of {num_fields} float32 fields '
+                               f'({num_fields * 4} bytes per point)')
+    return raw.view(np.float32).reshape(-1, num_fields)
