@@ -13,7 +13,7 @@ from conftest import tiny_cfg
 TABLE = np.array([[1.43, 0.0, 2.18], [4.07, 0.0, 0.69], [-1.15, 0.0, 0.47]])
 
 
-def three_lidar_points(rng, per_lidar=200):
+def three_lidar_points(rng, per_lidar=400):  # 1200 points: above sweep_checks.MIN_POINTS
     """Random hits seen by three sensors; the third one's origin is unknown (index -1)."""
     xyz = rng.uniform([-10, -10, -2.5], [10, 10, 0.5], (3 * per_lidar, 3))
     index = np.repeat([0, 1, UNKNOWN_ORIGIN], per_lidar).astype(np.int8)
