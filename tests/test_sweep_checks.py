@@ -23,7 +23,8 @@ NOT_NUSCENES = ("not nuScenes' 5-float records (x, y, z, intensity, ring with th
                 ': its {} bytes read as {} float32 per point')
 LAYOUTS = [  # (make_synthetic layout, shipped config, split)
     ('kitti_object', '', 'train'), ('kitti_raw', 'kitti_raw', 'all'), ('sequences', 'semantic_kitti', 'all'),
-    ('nuscenes', 'nuscenes', 'all'), ('waymo_processed', 'waymo', 'train'), ('waymo_tfrecord', 'waymo_tfrecord', 'train')]
+    ('kitti360', 'kitti360', 'all'), ('nuscenes', 'nuscenes', 'all'), ('once', 'once', 'all'),
+    ('waymo_processed', 'waymo', 'train'), ('waymo_tfrecord', 'waymo_tfrecord', 'train')]
 
 
 def png_bytes() -> bytes:
