@@ -128,5 +128,5 @@ def test_official_style_flat_file_loads_nothing(tmp_path, capsys):
     code, out = check(tmp_path / 'wrapped.pth', KITTI_SECOND, capsys)
     assert code == 1 and '==> Done (loaded 0/157)' in out and "prefix 'model.'" in out
 
-    with pytest.raises(SystemExit, match="no \"model_state\" entry"):
+    with pytest.raises(SystemExit, match='is an official ALSO checkpoint: name the OpenPCDet detector config'):
         export_main(['--ckpt', str(tmp_path / 'also_official.pth'), '--out', str(tmp_path / 'out.pth')])

@@ -1,24 +1,53 @@
-"""Turn a training checkpoint (checkpoint_epoch_N.pth, latest_model.pth) into the stock pretrained backbone.
+"""Turn a training checkpoint (checkpoint_epoch_N.pth, latest_model.pth), or a checkpoint released by the official
+ALSO code, into the stock pretrained backbone.
 
     python tools/export_backbone.py --ckpt output/.../ckpt/checkpoint_epoch_500.pth --out pretrained_backbone.pth
+    python tools/export_backbone.py --ckpt pretrained_backbone_also_kitti3d_second_epoch_499.ckpt \
+        --detector_cfg OpenPCDet/tools/cfgs/kitti_models/second.yaml --out pretrained_backbone.pth
 
 The output is `{'model_state': vfe / backbone_3d / map_to_bev_module / backbone_2d weights (spconv 2.x
-layout), 'epoch', 'it', 'version'}`, for OpenPCDet's `tools/train.py --pretrained_model`.
+layout), 'epoch', 'it', 'version'}`, for OpenPCDet's `tools/train.py --pretrained_model`. An official ALSO file
+(flat state dict, `model.` prefix) needs the detector config it is for: its keys are renamed, its sparse conv
+weights put in spconv 2.2+ layout, and the file is written only if every backbone key of that detector loads.
 """
 import argparse
 import sys
 from collections import Counter
 
+from also_pcdet.engine.checkpoint import load_checkpoint
 from also_pcdet.engine.export import export_backbone
+from also_pcdet.engine.official_also import export_official_also, is_official_also
+from also_pcdet.engine.pretrained_check import load_detector_cfg
+
+
+def export_official(args):
+    if not args.detector_cfg:
+        raise ValueError(f'{args.ckpt} is an official ALSO checkpoint: name the OpenPCDet detector config it is '
+                         f'for with --detector_cfg')
+    state, layout, scale, report = export_official_also(args.ckpt, args.out, load_detector_cfg(args.detector_cfg),
+                                                        args.intensity_scale)
+    print(f'{args.ckpt}: official ALSO checkpoint, sparse conv weights in {layout}; input scale folded into the '
+          f'first conv: {scale}')
+    print(f'{args.detector_cfg}: {report.log[-1]}: every backbone key loads')
+    return state
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--ckpt', required=True, help='a checkpoint written by tools/train.py')
+    parser.add_argument('--ckpt', required=True, help='a checkpoint written by tools/train.py, or an official '
+                        'ALSO pretrained_backbone_*.ckpt')
     parser.add_argument('--out', required=True, help='where to write the backbone file')
+    parser.add_argument('--detector_cfg', help='official ALSO checkpoints: the OpenPCDet detector config to '
+                        'convert for, e.g. OpenPCDet/tools/cfgs/kitti_models/second.yaml')
+    parser.add_argument('--intensity_scale', type=float, help='official ALSO checkpoints: how much larger the '
+                        'detector feeds intensity than pretraining saw (default 255 for nuScenes and ONCE '
+                        'detectors, 1 otherwise)')
     args = parser.parse_args(argv)
     try:
-        state = export_backbone(args.ckpt, args.out)
+        if is_official_also(load_checkpoint(args.ckpt)):
+            state = export_official(args)
+        else:
+            state = export_backbone(args.ckpt, args.out)
     except (FileNotFoundError, KeyError, RuntimeError, ValueError) as err:
         raise SystemExit(f'export_backbone: {err}') from err
     parts = Counter(key.split('.', 1)[0] for key in state['model_state'])
