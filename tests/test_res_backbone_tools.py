@@ -39,7 +39,7 @@ def test_tools_on_kitti_with_res_backbone(synthetic_kitti, tmp_path):
     ckpt = checkpoint(cfg_file, overrides, tmp_path / 'ckpt.pth')
     common = ['--cfg_file', str(cfg_file), '--ckpt', str(ckpt)]
     metrics = tool('evaluate').main(common + ['--workers', '0', '--set', *overrides])
-    assert 0 <= metrics['occ_iou'] <= 1 and metrics['sweeps'] >= 1 and metrics['pairs'] > 0
+    assert 0 <= metrics['occ_miou'] <= 1 and metrics['sweeps'] >= 1 and metrics['pairs'] > 0
     results = tool('probe').main(common + ['--steps', '5', '--max_sweeps', '1', '--set', *overrides])
     assert 0 <= results['ALSO']['miou'] <= 1 and results['ALSO']['val_points'] > 1000
     out = tool('visualize').main(common + ['--out', str(tmp_path / 'occ.png'), '--resolution', '0.8',
