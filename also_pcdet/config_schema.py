@@ -26,6 +26,7 @@ class Required:
 
 
 XYZ = ListOf(float, 3)
+WAYMO_LIDAR_NAMES = ('TOP', 'FRONT', 'SIDE_LEFT', 'SIDE_RIGHT', 'REAR')  # Waymo's LaserName 1..5
 TRAIN_TEST_INT = {'train': Required(int), 'test': Required(int)}
 
 
@@ -42,8 +43,10 @@ DATASET_KEYS = {
     'OnceSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ},
     'SequenceSweeps': {'DATA_SPLIT': _split(OneOf(Choice('all'), ListOf(OneOf(str, int)))), 'SENSOR_ORIGIN': XYZ},
     'NuScenesSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ, 'INCLUDE_SWEEPS': bool},
-    'WaymoProcessedSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ, 'PROCESSED_DATA_TAG': str},
-    'WaymoTfrecordSweeps': {'DATA_SPLIT': _split(str), 'RAW_DATA_TAG': str, 'INDEX_CACHE': OneOf(None, str)},
+    'WaymoProcessedSweeps': {'DATA_SPLIT': _split(str), 'PROCESSED_DATA_TAG': str, 'DISABLE_NLZ_FLAG_ON_POINTS': bool,
+                             'LIDAR_ORIGINS': {name: Required(XYZ) for name in WAYMO_LIDAR_NAMES}},
+    'WaymoTfrecordSweeps': {'DATA_SPLIT': _split(str), 'RAW_DATA_TAG': str, 'INDEX_CACHE': OneOf(None, str),
+                            'DISABLE_NLZ_FLAG_ON_POINTS': bool},
 }
 
 # DATA_CONFIG keys of every dataset layout.

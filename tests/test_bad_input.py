@@ -1,5 +1,6 @@
 """Bad sweeps are skipped with one warning naming the file and its reason, counted, reported at epoch end and
 in tensorboard; training never crashes on one, and stops with a clear error past MAX_BAD_FRACTION."""
+import pickle
 import re
 import shutil
 
@@ -97,12 +98,14 @@ def test_truncated_nuscenes_record_and_all_nlz_waymo_frame(tmp_path):
     (waymo / 'ImageSets' / 'train.txt').write_text('segment-1_with_camera_labels.tfrecord\n')
     frame = np.random.default_rng(0).uniform(-10, 10, (5000, 6)).astype(np.float32)
     frame[:, 3] = np.abs(frame[:, 3])  # Waymo's raw intensity is never negative
-    frame[:, 5] = 1.0  # every point inside a no-label zone: nothing is left
+    frame[:, 5] = 1.0  # every point inside a no-label zone: nothing is left once they are dropped
     np.save(folder / '0000.npy', frame)
     frame[:, 5] = -1.0
     np.save(folder / '0001.npy', frame)
+    infos = [{'point_cloud': {'sample_idx': i}, 'num_points_of_each_lidar': [5000, 0, 0, 0, 0]} for i in (0, 1)]
+    (folder / 'segment-1_with_camera_labels.pkl').write_bytes(pickle.dumps(infos))
     cfg = config('waymo', waymo, 'DATA_CONFIG.POINT_CLOUD_RANGE', '[-12.8,-12.8,-2,12.8,12.8,4]',
-                 'DATA_CONFIG.SAMPLE_INTERVAL.train', '1')
+                 'DATA_CONFIG.SAMPLE_INTERVAL.train', '1', 'DATA_CONFIG.DISABLE_NLZ_FLAG_ON_POINTS', 'False')
     sample = SweepDataset(cfg.DATA_CONFIG, training=True)[0]
     assert sample['skipped'] == [(str(folder / '0000.npy'), 'empty sweep (0 points)')]
     assert sample['frame_id'].endswith('0001.npy')

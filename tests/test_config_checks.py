@@ -7,7 +7,7 @@ import pytest
 from also_pcdet.config import ConfigError, cfg_from_yaml_file
 from also_pcdet.config_checks import check_config
 from also_pcdet.config_schema import DATASET_KEYS
-from also_pcdet.datasets.readers.waymo import WAYMO_TOP_LIDAR_ORIGIN
+from also_pcdet.datasets.readers.waymo import WAYMO_LIDAR_ORIGINS, WAYMO_TOP_LIDAR_ORIGIN
 from also_pcdet.datasets.sources import SOURCES
 from conftest import REPO
 
@@ -66,8 +66,12 @@ def test_shipped_configs_match_the_stock_detectors(name, tmp_path):
     bev = cfg.MODEL.BACKBONE_2D
     assert (bev.LAYER_NUMS, bev.LAYER_STRIDES, bev.NUM_FILTERS, bev.UPSAMPLE_STRIDES, bev.NUM_UPSAMPLE_FILTERS) == \
         ([5, 5], [1, 2], [128, 256], [1, 2], [256, 256])
+    if data.DATASET.startswith('Waymo'):
+        # OpenPCDet's waymo_dataset.yaml: DISABLE_NLZ_FLAG_ON_POINTS: True (no-label-zone points are kept)
+        assert data.DISABLE_NLZ_FLAG_ON_POINTS is True
     if data.DATASET == 'WaymoProcessedSweeps':
-        assert data.SENSOR_ORIGIN == list(WAYMO_TOP_LIDAR_ORIGIN)
+        assert data.LIDAR_ORIGINS == {name: list(xyz) for name, xyz in WAYMO_LIDAR_ORIGINS.items()}
+        assert data.LIDAR_ORIGINS.TOP == list(WAYMO_TOP_LIDAR_ORIGIN)
 
 
 def test_schema_knows_every_dataset_layout():

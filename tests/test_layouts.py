@@ -11,7 +11,8 @@ from also_pcdet.config import cfg_from_list
 from also_pcdet.datasets import SweepDataset
 from also_pcdet.datasets.readers import SweepError
 from also_pcdet.datasets.readers.tfrecord_io import index_tfrecord
-from also_pcdet.datasets.readers.waymo import WAYMO_TOP_LIDAR_ORIGIN, read_waymo_npy, read_waymo_tfrecord_frame
+from also_pcdet.datasets.readers.waymo import (WAYMO_TOP_LIDAR_ORIGIN, read_waymo_info, read_waymo_npy,
+                                               read_waymo_tfrecord_frame)
 from also_pcdet.datasets.sources import build_source
 from also_pcdet.datasets.synthetic import HDL64, make_sweep
 from also_pcdet.datasets.synthetic.layout_writers import HDL32, PANDAR40
@@ -181,18 +182,56 @@ def test_nuscenes_records_names_and_scaling(roots):
     assert relative(listed) == [f'sweeps/LIDAR_TOP/{sweeps[3].name}', f'samples/LIDAR_TOP/{samples[0].name}']
 
 
-def test_waymo_processed_source_uses_the_top_lidar_origin(roots):
+def test_waymo_processed_source_tags_each_point_with_its_lidar(roots):
     root = roots['waymo_processed']
     cfg = config('waymo', root)
-    assert cfg.DATA_CONFIG.SENSOR_ORIGIN == list(WAYMO_TOP_LIDAR_ORIGIN)
+    assert cfg.DATA_CONFIG.LIDAR_ORIGINS.TOP == list(WAYMO_TOP_LIDAR_ORIGIN)
     source = build_source(cfg.DATA_CONFIG, root, 'train')
     assert relative(source) == ['waymo_processed_data_v0_5_0/segment-0000_with_camera_labels/0000.npy']
-    points, origin = source.read(0)
-    np.testing.assert_array_equal(points, read_waymo_npy(source.path(0))[0])
-    assert points.shape[1] == 5 and origin.tolist() == list(WAYMO_TOP_LIDAR_ORIGIN)
-    cfg.DATA_CONFIG.pop('SENSOR_ORIGIN')  # the source's default is Waymo's too, not (0, 0, 0)
-    assert build_source(cfg.DATA_CONFIG, root, 'val').read(0)[1].tolist() == list(WAYMO_TOP_LIDAR_ORIGIN)
-    assert config('waymo', root, 'DATA_CONFIG.SENSOR_ORIGIN', '[0,0,1.8]').DATA_CONFIG.SENSOR_ORIGIN == [0, 0, 1.8]
+    points, origins = source.read(0)
+    info = source.path(0).parent / 'segment-0000_with_camera_labels.pkl'
+    expected, expected_origins = read_waymo_npy(source.path(0), read_waymo_info(info)[0])
+    np.testing.assert_array_equal(points, expected)
+    np.testing.assert_array_equal(origins.index, expected_origins.index)
+    assert points.shape[1] == 5 and origins.table[0].tolist() == list(WAYMO_TOP_LIDAR_ORIGIN)
+    assert set(origins.index.tolist()) == {0, 1, 2, 3, 4}
+    moved = config('waymo', root, 'DATA_CONFIG.LIDAR_ORIGINS.FRONT', '[4.0,0.0,0.5]')
+    assert build_source(moved.DATA_CONFIG, root, 'train').read(0)[1].table[1].tolist() == [4.0, 0.0, 0.5]
+
+
+def test_waymo_configs_agree_on_the_same_frames(roots):
+    """The processed and the tfrecord configs give the same points and ray origins for the same frame."""
+    processed = build_source(config('waymo', roots['waymo_processed']).DATA_CONFIG, roots['waymo_processed'], 'val')
+    raw = build_source(config('waymo_tfrecord', roots['waymo_tfrecord']).DATA_CONFIG, roots['waymo_tfrecord'], 'val')
+    assert len(processed) == len(raw) == 1
+    (points, origins), (raw_points, raw_origins) = processed.read(0), raw.read(0)
+    np.testing.assert_allclose(raw_points, points, atol=1e-3)
+    np.testing.assert_array_equal(raw_origins.index, origins.index)
+    np.testing.assert_allclose(raw_origins.table, origins.table)
+
+
+def test_waymo_segment_without_info_list(roots, tmp_path):
+    """Without num_points_of_each_lidar the lidar of a point is unknown: that segment is warned about and its
+    frames skipped; with no info list at all the source refuses to build."""
+    import shutil
+    root = tmp_path / 'waymo'
+    shutil.copytree(roots['waymo_processed'], root)
+    (root / 'ImageSets' / 'both.txt').write_text('segment-0000_with_camera_labels.tfrecord\n'
+                                                 'segment-0001_with_camera_labels.tfrecord\n')
+    folder = root / 'waymo_processed_data_v0_5_0' / 'segment-0001_with_camera_labels'
+    (folder / 'segment-0001_with_camera_labels.pkl').unlink()
+    cfg = config('waymo', root)
+    with pytest.warns(UserWarning, match='1 of 2 Waymo segments have no info list'):
+        source = build_source(cfg.DATA_CONFIG, root, 'both')
+    assert len(source.read(0)[0]) > 1000
+    with pytest.raises(SweepError, match='no info list .*segment-0001_with_camera_labels.pkl'):
+        source.read(1)
+    with pytest.raises(SweepError, match='no info list for any of the 1 segments'):
+        build_source(cfg.DATA_CONFIG, root, 'val')
+    np.save(folder.parent / 'segment-0000_with_camera_labels' / '0007.npy', np.zeros((3, 6), np.float32))
+    source = build_source(cfg.DATA_CONFIG, root, 'train')
+    with pytest.raises(SweepError, match='frame 7 is not in segment-0000_with_camera_labels.pkl'):
+        source.read(1)
 
 
 def test_waymo_tfrecord_source_indexes_once_and_caches(roots):
@@ -204,10 +243,10 @@ def test_waymo_tfrecord_source_indexes_once_and_caches(roots):
     source = build_source(cfg.DATA_CONFIG, root, 'val')
     tfrecord = root / 'raw_data' / 'segment-0001_with_camera_labels.tfrecord'
     assert source.items == [(tfrecord.relative_to(root), 0)]
-    points, origin = source.read(0)
+    points, origins = source.read(0)
     expected = read_waymo_tfrecord_frame(tfrecord, 0)
     np.testing.assert_array_equal(points, expected[0])
-    np.testing.assert_allclose(origin, WAYMO_TOP_LIDAR_ORIGIN)  # from the frame's TOP extrinsic
+    np.testing.assert_allclose(origins.table[0], WAYMO_TOP_LIDAR_ORIGIN)  # from the frame's TOP extrinsic
 
     cache = root / 'raw_data_index.json'
     files = json.loads(cache.read_text())['files']
@@ -245,3 +284,5 @@ def test_shipped_config_builds_training_samples(roots, name, layout, features, o
     assert len(sample['voxels']) > 1000 and sample['queries'].shape == (4096, 3)
     assert np.linalg.norm(sample['sensor_origin']) == pytest.approx(
         0.0 if features == 4 or name == 'nuscenes' else np.linalg.norm(WAYMO_TOP_LIDAR_ORIGIN), abs=1e-5)
+    if name.startswith('waymo'):  # queries are cast from several lidars, each from its own (augmented) origin
+        assert len(set(sample['query_origin_index'].tolist())) > 1 and sample['ray_origins'].shape == (5, 3)

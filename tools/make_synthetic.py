@@ -6,8 +6,9 @@
 Layouts: kitti_object (training/velodyne + ImageSets), kitti_raw (<date>/<drive>_sync/velodyne_points/data),
 kitti360 (data_3d_raw/<drive>_sync/velodyne_points/data + window lists), sequences (sequences/NN/velodyne),
 nuscenes (samples|sweeps/LIDAR_TOP/*.pcd.bin), once (data/<seq>/lidar_roof/*.bin + ImageSets), waymo_processed
-(waymo_processed_data_v0_5_0/<segment>/NNNN.npy), waymo_tfrecord (raw_data/<segment>.tfrecord); the Waymo
-ones write at least two equal segments of up to 20 frames.
+(waymo_processed_data_v0_5_0/<segment>/NNNN.npy + <segment>.pkl), waymo_tfrecord (raw_data/<segment>.tfrecord);
+the Waymo ones simulate all five lidars with both returns and write at least two equal segments of up to 20
+frames.
 """
 import argparse
 import inspect
@@ -20,7 +21,7 @@ from also_pcdet.datasets.synthetic.layout_writers import (write_kitti360, write_
 
 # layout name -> writer(root, num_sweeps, seed, **options); it gets those of val_every, workers and progress
 # that its signature names, and writes with its own sensor (HDL-64, nuScenes' HDL-32E, ONCE's Pandar40,
-# Waymo's TOP lidar).
+# Waymo's five lidars).
 LAYOUTS = {
     'kitti_object': write_kitti_object,
     'kitti_raw': write_kitti_raw,

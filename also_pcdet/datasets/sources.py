@@ -5,6 +5,7 @@ A listed drive, sequence, segment or list file that does not exist raises SweepE
 built (before training); a listed sweep that cannot be read raises SweepError from `read` (skipped)."""
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from .readers import SweepError, read_float32_records
 from .readers.nuscenes import read_nuscenes_lidar
 from .readers.once import read_once_lidar
 from .readers.tfrecord_index import load_record_index
-from .readers.waymo import WAYMO_TOP_LIDAR_ORIGIN, read_waymo_npy, read_waymo_tfrecord_frame
+from .readers.waymo import read_waymo_info, read_waymo_npy, read_waymo_tfrecord_frame
 
 ALL = 'all'  # DATA_SPLIT value: everything under DATA_PATH
 KITTI_FEATURES = ('x', 'y', 'z', 'intensity')
@@ -236,25 +237,59 @@ def waymo_segments(root: Path, split: str) -> list:
 
 class WaymoProcessedSweeps(SweepSource):
     """OpenPCDet's processed Waymo frames (vehicle frame): `<PROCESSED_DATA_TAG>/<segment>/<NNNN>.npy` for the
-    segments in `ImageSets/<split>.txt`. NLZ points are dropped and intensity is tanh-squashed (as OpenPCDet
-    does); rays start at SENSOR_ORIGIN, the TOP lidar's mounting point (Waymo's by default)."""
+    segments in `ImageSets/<split>.txt`, all five lidars and both returns, intensity tanh-squashed, NLZ points
+    kept unless DISABLE_NLZ_FLAG_ON_POINTS is False (as OpenPCDet's loader).
+
+    Which lidar cast each point comes from the segment's info list `<segment>/<segment>.pkl`
+    (`num_points_of_each_lidar`, written next to the frames by OpenPCDet's create_waymo_infos); its rays start
+    at that lidar's LIDAR_ORIGINS entry. Both returns of a lidar seed queries (the info does not tell them
+    apart). A segment without its info list is named in a warning when the source is built and its frames
+    are skipped as unusable (queries cast from the wrong lidar would label occupied space "empty"); when no
+    listed segment has one, building the source fails."""
 
     FEATURES = WAYMO_FEATURES
-    DEFAULT_ORIGIN = WAYMO_TOP_LIDAR_ORIGIN
 
     def __init__(self, dataset_cfg, root, split):
         super().__init__(dataset_cfg, root, split)
         tag = dataset_cfg.get('PROCESSED_DATA_TAG', 'waymo_processed_data_v0_5_0')
-        self.items = files_in(self.root, [Path(tag, segment) for segment in waymo_segments(self.root, split)], '.npy')
+        self.keep_nlz = dataset_cfg.get('DISABLE_NLZ_FLAG_ON_POINTS', True)
+        self.lidar_origins = dataset_cfg.get('LIDAR_ORIGINS')
+        segments = waymo_segments(self.root, split)
+        self.items = files_in(self.root, [Path(tag, segment) for segment in segments], '.npy')
+        self.lidar_counts, self.missing_info = {}, {}
+        for segment in segments:
+            info = self.root / tag / segment / f'{segment}.pkl'
+            if info.is_file():
+                self.lidar_counts[segment] = read_waymo_info(info)
+            else:
+                self.missing_info[segment] = info
+        if self.missing_info:
+            if not self.lidar_counts:
+                raise SweepError(next(iter(self.missing_info.values())),
+                                 f'no info list for any of the {len(segments)} segments: without '
+                                 f'num_points_of_each_lidar the lidar of each point is unknown (run '
+                                 f"OpenPCDet's create_waymo_infos)")
+            warnings.warn(f'{len(self.missing_info)} of {len(segments)} Waymo segments have no info list '
+                          f'(e.g. {next(iter(self.missing_info.values()))}): their frames are skipped',
+                          stacklevel=2)
 
     def read(self, index):
-        return read_waymo_npy(self.path(index), origin=self.origin)
+        path = self.path(index)
+        segment = path.parent.name
+        if segment in self.missing_info:
+            raise SweepError(path, f'no info list {self.missing_info[segment]}: the lidar of each point is unknown')
+        counts = self.lidar_counts[segment].get(int(path.stem))
+        if counts is None:
+            raise SweepError(path, f'frame {int(path.stem)} is not in {segment}.pkl: the lidar of each point '
+                                   f'is unknown')
+        return read_waymo_npy(path, counts, self.lidar_origins, self.keep_nlz)
 
 
 class WaymoTfrecordSweeps(SweepSource):
     """Raw Waymo `Frame` records, read without TensorFlow: `<RAW_DATA_TAG>/<segment>.tfrecord` for the segments
     in `ImageSets/<split>.txt`, one sweep per record. Record offsets are indexed once and cached in INDEX_CACHE
-    (default `<DATA_PATH>/<RAW_DATA_TAG>_index.json`). Rays start at each frame's TOP lidar extrinsic."""
+    (default `<DATA_PATH>/<RAW_DATA_TAG>_index.json`). The same points as WaymoProcessedSweeps gives for the
+    frame (all lidars, both returns, same NLZ treatment); each ray starts at its lidar's extrinsic."""
 
     FEATURES = WAYMO_FEATURES
 
@@ -286,7 +321,7 @@ class WaymoTfrecordSweeps(SweepSource):
         name, offset = self.items[index]
         if offset is None:
             raise SweepError(self.path(index), f'cannot index its records: {self.unindexed[name]}')
-        return read_waymo_tfrecord_frame(self.path(index), offset)
+        return read_waymo_tfrecord_frame(self.path(index), offset, self.cfg.get('DISABLE_NLZ_FLAG_ON_POINTS', True))
 
 
 SOURCES = {cls.__name__: cls for cls in (KittiObjectSweeps, KittiRawSweeps, Kitti360Sweeps, SequenceSweeps,

@@ -1,25 +1,42 @@
 """Waymo Open Dataset sweeps: OpenPCDet's processed `.npy` frames and raw `Frame` tfrecords.
 
-Both readers return (points float32 (N, 5) x, y, z, intensity, elongation in the vehicle
-frame, origin float64 (3,) = where the rays start, the TOP lidar in the vehicle frame).
-As in OpenPCDet, points inside a no-label zone (NLZ flag != -1; Waymo writes 1 = inside,
--1 = outside) are dropped and intensity is squashed with tanh.
+Both readers return the same points for the same frame, in OpenPCDet's order: float32 (N, 5) x, y, z,
+intensity, elongation in the vehicle frame, lidar by lidar (TOP, FRONT, SIDE_LEFT, SIDE_RIGHT, REAR:
+LaserName order), each lidar's first returns then its second returns. Intensity is tanh-squashed (as
+OpenPCDet's loader does). Points inside a no-label zone (NLZ flag 1; -1 = outside) are kept unless
+`keep_nlz` is False: OpenPCDet's stock Waymo config keeps them (`DISABLE_NLZ_FLAG_ON_POINTS: True`), so the
+fine-tuned detector sees them. With the points comes a RayOrigins: one table row per lidar (its extrinsic
+translation) and each point's row, so every ray starts at the lidar that cast it.
 """
+import pickle
 import zlib
 
 import numpy as np
 from google.protobuf.message import DecodeError
 
+from ...config_schema import WAYMO_LIDAR_NAMES
+from ..ray_origins import RayOrigins
 from . import waymo_proto
 from .errors import SweepError
 from .tfrecord_io import read_record
 
-# Typical TOP lidar mounting point (extrinsic translation) in Waymo's vehicle frame, metres.
-WAYMO_TOP_LIDAR_ORIGIN = (1.43, 0.0, 2.184)
+# Lidar mounting points (extrinsic translations) in Waymo's vehicle frame, metres: approximately those of
+# the released segments' laser_calibrations. The tfrecord reader uses each frame's own extrinsics.
+WAYMO_LIDAR_ORIGINS = {'TOP': (1.43, 0.0, 2.184), 'FRONT': (4.07, 0.0, 0.691), 'SIDE_LEFT': (3.245, 1.025, 0.981),
+                       'SIDE_RIGHT': (3.245, -1.025, 0.981), 'REAR': (-1.154, 0.0, 0.466)}
+WAYMO_TOP_LIDAR_ORIGIN = WAYMO_LIDAR_ORIGINS['TOP']
 
 
-def read_waymo_npy(path, origin=WAYMO_TOP_LIDAR_ORIGIN):
-    """An OpenPCDet processed frame (N, 6): x, y, z, intensity, elongation, NLZ flag."""
+def lidar_origin_table(origins=None) -> np.ndarray:
+    """(5, 3) float64 lidar positions in LaserName order from a {name: xyz} mapping (default: Waymo's)."""
+    origins = WAYMO_LIDAR_ORIGINS if origins is None else origins
+    return np.array([origins[name] for name in WAYMO_LIDAR_NAMES], dtype=np.float64)
+
+
+def read_waymo_npy(path, lidar_counts, origins=None, keep_nlz=True):
+    """An OpenPCDet processed frame (N, 6): x, y, z, intensity, elongation, NLZ flag; `lidar_counts` is its
+    info's `num_points_of_each_lidar` (both returns of each lidar, LaserName order), `origins` the lidar
+    positions (default WAYMO_LIDAR_ORIGINS)."""
     try:
         raw = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
@@ -27,38 +44,108 @@ def read_waymo_npy(path, origin=WAYMO_TOP_LIDAR_ORIGIN):
     if not isinstance(raw, np.ndarray) or raw.ndim != 2 or raw.shape[1] != 6 or raw.dtype.kind != 'f':
         raise SweepError(path, f'expected a float (N, 6) array, got {getattr(raw, "dtype", type(raw))} '
                                f'{getattr(raw, "shape", "")}')
-    points = raw[raw[:, 5] == -1, :5].astype(np.float32, copy=False)
+    counts = np.asarray(lidar_counts, dtype=np.int64)
+    if counts.ndim != 1 or len(counts) > len(WAYMO_LIDAR_NAMES) or (counts < 0).any() or counts.sum() != len(raw):
+        raise SweepError(path, f'num_points_of_each_lidar {counts.tolist()} does not add up to its {len(raw)} '
+                               f'points (one count per lidar, TOP first)')
+    index = np.repeat(np.arange(len(counts), dtype=np.int8), counts)
+    points = raw[:, :5].astype(np.float32)
+    if not keep_nlz:
+        outside = raw[:, 5] == -1
+        points, index = points[outside], index[outside]
     points[:, 3] = np.tanh(points[:, 3])
-    return points, np.array(origin, dtype=np.float64)
+    return points, RayOrigins(lidar_origin_table(origins), index, WAYMO_LIDAR_NAMES)
 
 
-def read_waymo_tfrecord_frame(path, offset):
-    """The TOP lidar's first return of the `Frame` record at byte `offset` of a tfrecord, as
-    points in range-image row-major order (like OpenPCDet's processed frames)."""
+def read_waymo_info(path) -> dict:
+    """{sample_idx: num_points_of_each_lidar} from an OpenPCDet per-segment info list `<segment>.pkl`.
+    Only plain values and numpy arrays are unpickled: anything else in the file is refused."""
+    try:
+        with open(path, 'rb') as f:
+            infos = _InfoUnpickler(f).load()
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError) as err:
+        raise SweepError(path, f'cannot read the info list: {err}') from err
+    if not isinstance(infos, list):
+        raise SweepError(path, f'expected a list of frame infos, got {type(infos).__name__}')
+    counts = {}
+    for info in infos:
+        try:
+            sample = info['point_cloud']['sample_idx'] if 'point_cloud' in info else info['sample_idx']
+            counts[int(sample)] = [int(c) for c in info['num_points_of_each_lidar']]
+        except (KeyError, TypeError, ValueError) as err:
+            raise SweepError(path, f'a frame info lacks point_cloud.sample_idx or num_points_of_each_lidar '
+                                   f'({err!r})') from err
+    return counts
+
+
+class _InfoUnpickler(pickle.Unpickler):
+    """OpenPCDet's infos hold dicts, lists, numbers, strings and numpy arrays: nothing else is loaded."""
+    ALLOWED = {('numpy', 'ndarray'), ('numpy', 'dtype'), ('numpy.core.multiarray', '_reconstruct'),
+               ('numpy._core.multiarray', '_reconstruct'), ('numpy.core.multiarray', 'scalar'),
+               ('numpy._core.multiarray', 'scalar')}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED or module == 'numpy.dtypes':
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f'refusing to load {module}.{name} (not a plain value or numpy array)')
+
+
+def read_waymo_tfrecord_frame(path, offset, keep_nlz=True):
+    """Every lidar's two returns of the `Frame` record at byte `offset` of a tfrecord, each ray from its own
+    lidar's extrinsic (TOP points also through their per-pixel pose when the frame has one), as
+    OpenPCDet's converter builds its `.npy` frames."""
     where = f'record at offset {offset}'
     frame = waymo_proto.Frame()
     try:
         frame.ParseFromString(read_record(path, offset))
     except DecodeError as err:
         raise SweepError(path, f'{where}: not a Waymo Frame ({err})') from err
-    laser = _top(path, where, frame.lasers, 'laser')
-    calibration = _top(path, where, frame.context.laser_calibrations, 'laser calibration')
-    ri = laser.ri_return1
-    image = _matrix(path, where, ri.range_image_compressed, 4, 'range image')
-    height, width = image.shape[:2]
-    extrinsic = _transform(path, where, calibration.extrinsic, 'TOP lidar extrinsic')
+    lasers = {laser.name: laser for laser in frame.lasers}
+    calibrations = {c.name: c for c in frame.context.laser_calibrations}
+    for name, what in ((lasers, 'laser'), (calibrations, 'laser calibration')):
+        if waymo_proto.LASER_TOP not in name:
+            raise SweepError(path, f'{where}: no TOP {what}')
+    table = lidar_origin_table()
+    points, index = [], []
+    for name in sorted(n for n in lasers if 1 <= n <= len(WAYMO_LIDAR_NAMES)):
+        lidar = WAYMO_LIDAR_NAMES[name - 1]
+        if name not in calibrations:
+            raise SweepError(path, f'{where}: no {lidar} laser calibration')
+        calibration, laser = calibrations[name], lasers[name]
+        extrinsic = _transform(path, where, calibration.extrinsic, f'{lidar} lidar extrinsic')
+        table[name - 1] = extrinsic[:3, 3]
+        first = _matrix(path, where, laser.ri_return1.range_image_compressed, 4, f'{lidar} range image')
+        images = [first]
+        if laser.ri_return2.range_image_compressed:
+            images.append(_matrix(path, where, laser.ri_return2.range_image_compressed, 4,
+                                  f'{lidar} second-return range image'))
+        pose = None
+        if name == waymo_proto.LASER_TOP and laser.ri_return1.range_image_pose_compressed:
+            pose = _matrix(path, where, laser.ri_return1.range_image_pose_compressed, 6, 'range image pose')
+        inclination = _row_inclinations(path, where, calibration, first.shape[0], lidar)
+        for image in images:
+            part = _range_image_points(path, where, frame, image, extrinsic, inclination, pose, keep_nlz)
+            points.append(part)
+            index.append(np.full(len(part), name - 1, dtype=np.int8))
+    return np.concatenate(points), RayOrigins(table, np.concatenate(index), WAYMO_LIDAR_NAMES)
 
-    inclination = _row_inclinations(path, where, calibration, height)
+
+def _range_image_points(path, where, frame, image, extrinsic, inclination, pixel_pose, keep_nlz):
+    """float32 (M, 5) points of one range image (row-major), in the vehicle frame at the frame pose."""
+    height, width = image.shape[:2]
+    if len(inclination) != height:
+        raise SweepError(path, f'{where}: {len(inclination)} beam inclinations for a range image of {height} rows')
     yaw_correction = np.arctan2(extrinsic[1, 0], extrinsic[0, 0])
     azimuth = np.pi - (np.arange(width) + 0.5) * (2.0 * np.pi / width) - yaw_correction
-    rows, cols = np.nonzero((image[..., 0] > 0) & (image[..., 3] == -1))
+    valid = image[..., 0] > 0
+    if not keep_nlz:
+        valid &= image[..., 3] == -1
+    rows, cols = np.nonzero(valid)
     ranges = image[rows, cols, 0].astype(np.float64)
     flat = ranges * np.cos(inclination)[rows]
     xyz = _affine(extrinsic[:3, :3], extrinsic[:3, 3], (
         flat * np.cos(azimuth)[cols], flat * np.sin(azimuth)[cols], ranges * np.sin(inclination)[rows]))
-
-    if ri.range_image_pose_compressed:
-        pixel_pose = _matrix(path, where, ri.range_image_pose_compressed, 6, 'range image pose')
+    if pixel_pose is not None:
         if pixel_pose.shape[:2] != (height, width):
             raise SweepError(path, f'{where}: range image pose is {pixel_pose.shape[:2]}, '
                                    f'range image is {(height, width)}')
@@ -69,24 +156,14 @@ def read_waymo_tfrecord_frame(path, offset):
         except np.linalg.LinAlgError as err:
             raise SweepError(path, f'{where}: frame pose is not invertible') from err
         xyz = _affine(world_to_vehicle[:3, :3], world_to_vehicle[:3, 3], xyz)
-
     features = image[rows, cols, 1:3]
-    points = np.column_stack([*xyz, np.tanh(features[:, 0]), features[:, 1]]).astype(np.float32)
-    return points, extrinsic[:3, 3].copy()
-
-
-def _top(path, where, items, what):
-    """The entry of a repeated field whose `name` is the TOP lidar."""
-    for item in items:
-        if item.name == waymo_proto.LASER_TOP:
-            return item
-    raise SweepError(path, f'{where}: no TOP {what}')
+    return np.column_stack([*xyz, np.tanh(features[:, 0]), features[:, 1]]).astype(np.float32)
 
 
 def _matrix(path, where, blob, channels, what):
     """A zlib-compressed serialized MatrixFloat as an array [H, W, channels]."""
     if not blob:
-        raise SweepError(path, f'{where}: TOP laser has no {what}')
+        raise SweepError(path, f'{where}: no {what}')
     try:
         matrix = waymo_proto.MatrixFloat.FromString(zlib.decompress(blob))
     except (zlib.error, DecodeError) as err:
@@ -107,18 +184,15 @@ def _transform(path, where, message, what):
     return values.reshape(4, 4)
 
 
-def _row_inclinations(path, where, calibration, height):
+def _row_inclinations(path, where, calibration, height, lidar):
     """Beam inclination of each range image row (row 0 = highest), radians."""
     if len(calibration.beam_inclinations):
         ascending = np.array(calibration.beam_inclinations, dtype=np.float64)
-        if ascending.size != height:
-            raise SweepError(path, f'{where}: {ascending.size} beam inclinations for a range image '
-                                   f'of {height} rows')
     elif calibration.HasField('beam_inclination_min') and calibration.HasField('beam_inclination_max'):
         low, high = calibration.beam_inclination_min, calibration.beam_inclination_max
         ascending = low + (np.arange(height) + 0.5) / height * (high - low)
     else:
-        raise SweepError(path, f'{where}: TOP calibration has no beam inclinations')
+        raise SweepError(path, f'{where}: {lidar} calibration has no beam inclinations')
     return ascending[::-1]
 
 

@@ -33,7 +33,8 @@ _MESSAGES = (
         ('range_image_compressed', 2, 'optional', 'bytes'),
         ('range_image_pose_compressed', 4, 'optional', 'bytes'),
     )),
-    ('Laser', (('name', 1, 'optional', _LASER_NAME), ('ri_return1', 2, 'optional', 'RangeImage'))),
+    ('Laser', (('name', 1, 'optional', _LASER_NAME), ('ri_return1', 2, 'optional', 'RangeImage'),
+               ('ri_return2', 3, 'optional', 'RangeImage'))),
     ('Frame', (
         ('context', 1, 'optional', 'Context'),
         ('timestamp_micros', 2, 'optional', 'int64'),
