@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 from also_pcdet.datasets.sweep_checks import inside_range
-from also_pcdet.datasets.synthetic.layout_writers import write_kitti360, write_kitti_raw, write_once
+from also_pcdet.datasets.readers.waymo import WAYMO_LIDAR_NAMES
+from also_pcdet.datasets.synthetic.layout_writers import (write_kitti360, write_kitti_raw, write_once,
+                                                          write_waymo_processed_sweeps)
 from conftest import REPO
 from tools import scan_dataset
 
@@ -73,3 +75,17 @@ def test_scan_reads_kitti360_and_once_layouts(tmp_path, capsys, name, writer, sw
     assert lines[0].endswith(f'train ({split}) under {tmp_path}: {listed} sweeps listed, {listed} scanned '
                              f'(every 1), {listed - 1} usable')
     assert lines[-1] == f'  {bad}: empty sweep (0 bytes)'
+
+
+def test_scan_breaks_waymo_points_down_per_lidar(tmp_path, capsys):
+    """Waymo's five lidars: the median points of each per sweep, from the info list's per-lidar counts."""
+    truths = write_waymo_processed_sweeps(tmp_path, 3, seed=4, max_frames_per_segment=2)
+    status = scan_dataset.main(['--cfg_file', str(REPO / 'cfgs' / 'also_pretrain_waymo.yaml'),
+                                '--set', 'DATA_CONFIG.DATA_PATH', str(tmp_path), 'DATA_CONFIG.SAMPLE_INTERVAL.train', '1'])
+    lines = capsys.readouterr().out.splitlines()
+    train = [t for t in truths if t['segment'] == truths[0]['segment']]
+    medians = np.median([t['counts'] for t in train], axis=0).astype(int)
+    assert status == 0 and len(train) == 2
+    assert lines[3] == ('points per sweep by ray origin (median): ' + ' / '.join(
+        f'{name} {m:,}' for name, m in zip(WAYMO_LIDAR_NAMES, medians)) + ' / unknown origin (input only, no queries) 0')
+    assert medians[0] > 10 * medians[1:].max() > 0  # TOP dominates; the short-range lidars all contribute

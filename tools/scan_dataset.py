@@ -1,5 +1,6 @@
 """Read every configured sweep once and print what a long run would get: the number of sweeps, points per
-sweep (min / median / max, all and inside POINT_CLOUD_RANGE) and every unusable file with its reason.
+sweep (min / median / max, all and inside POINT_CLOUD_RANGE), per lidar where a sweep has several (Waymo),
+and every unusable file with its reason.
 
     python tools/scan_dataset.py --cfg_file cfgs/also_pretrain_kitti_raw.yaml [--split train] [--workers 4] \
         [--set DATA_CONFIG.DATA_PATH /data/kitti_raw ...]
@@ -17,6 +18,7 @@ from tqdm import tqdm
 
 from also_pcdet.config import add_config_arguments, config_from_args
 from also_pcdet.config_checks import check_config
+from also_pcdet.datasets.ray_origins import RayOrigins
 from also_pcdet.datasets.readers import SweepError
 from also_pcdet.datasets.sources import build_source
 from also_pcdet.datasets.sweep_checks import check_sweep
@@ -25,14 +27,20 @@ _WORKER = {}
 
 
 def scan_sweep(source, grid, index):
-    """(location, points, points inside the range, reason or None) of one sweep, with training's verdict."""
+    """(location, points, points inside the range, reason or None, points per ray origin) of one sweep, with
+    training's verdict. Points per ray origin: None for a one-origin sweep, else (names, counts) with a count
+    per origin table row (e.g. per Waymo lidar) and last the points of unknown origin (input only)."""
     location = source.location(index)
     try:
         points, origin = source.read(index)
         inside = check_sweep(points, origin, location, source, *grid)
     except SweepError as err:
-        return location, 0, 0, err.reason
-    return location, len(points), inside, None
+        return location, 0, 0, err.reason, None
+    if not isinstance(origin, RayOrigins):
+        return location, len(points), inside, None, None
+    counts = np.bincount(np.asarray(origin.index, dtype=np.int64) + 1, minlength=len(origin.table) + 1)
+    names = tuple(origin.names) or tuple(f'origin {row}' for row in range(len(origin.table)))
+    return location, len(points), inside, None, (names, np.roll(counts, -1))
 
 
 def _init_worker(source, grid):
@@ -56,11 +64,14 @@ def scan(data_cfg, split: str, workers: int = 1, progress: bool = True) -> dict:
             results = list(tqdm(pool.imap(_scan_in_worker, indices, chunksize=64), **bar))
     else:
         results = [scan_sweep(source, grid, i) for i in tqdm(indices, **bar)]
-    good = [(points, inside) for _, points, inside, reason in results if reason is None]
+    good = [(points, inside) for _, points, inside, reason, _ in results if reason is None]
+    per_origin = [r[4] for r in results if r[4] is not None]
     return {'listed': len(source), 'scanned': len(results), 'interval': interval, 'usable': len(good),
             'points': np.array([g[0] for g in good], dtype=np.int64),
             'inside': np.array([g[1] for g in good], dtype=np.int64),
-            'bad': [(location, reason) for location, _, _, reason in results if reason is not None]}
+            'origin_names': per_origin[0][0] if per_origin else (),
+            'per_origin': np.array([counts for _, counts in per_origin], dtype=np.int64),
+            'bad': [(location, reason) for location, _, _, reason, _ in results if reason is not None]}
 
 
 def _spread(counts) -> str:
@@ -79,6 +90,10 @@ def report(summary: dict, data_cfg, split: str, max_listed: int) -> bool:
           f'{summary["usable"]:,} usable')
     print(f'points per sweep: {_spread(summary["points"])}')
     print(f'inside POINT_CLOUD_RANGE: {_spread(summary["inside"])}')
+    if summary['origin_names']:  # per lidar (Waymo): which sensor cast the points, and those of unknown origin
+        medians = np.median(summary['per_origin'], axis=0).astype(np.int64)
+        names = summary['origin_names'] + ('unknown origin (input only, no queries)',)
+        print('points per sweep by ray origin (median): ' + ' / '.join(f'{n} {m:,}' for n, m in zip(names, medians)))
     print(f'bad sweeps: {len(bad):,} ({share:.2%}; DATA_CONFIG.MAX_BAD_FRACTION {limit:.2%})')
     for location, reason in bad[:max_listed]:
         print(f'  {location}: {reason}')
