@@ -35,13 +35,14 @@ def evaluate(model, loader, device) -> dict:
         with single_threaded_on_cpu(device):
             pred, metric_dict = model(batch_to_device(batch, device))
         for key, value in occupancy_counts(pred['occupancy_logits'], pred['occupancy_target']).items():
-            sums[key] += value
+            sums[key] += value                                                      # stays on the device
         mask = pred['intensity_mask']
-        sums['intensity_abs_error'] += (pred['intensity'][mask] - pred['intensity_target'][mask]).abs().sum().item()
-        sums['intensity_pairs'] += int(mask.sum())
+        sums['intensity_abs_error'] += (pred['intensity'][mask] - pred['intensity_target'][mask]).abs().sum()
+        sums['intensity_pairs'] += mask.sum()
         sums['loss_sum'] += metric_dict['loss']
         sums['batches'] += 1
         sums['sweeps'] += batch['batch_size']
+    sums = {key: float(value) for key, value in sums.items()}                      # one read at the end
     sums = dict(zip(SUMS, all_reduce_sum([sums[key] for key in SUMS])))
     metrics = metrics_from_counts(sums)
     metrics.update(intensity_l1=sums['intensity_abs_error'] / max(sums['intensity_pairs'], 1),

@@ -5,12 +5,13 @@ import math
 import torch
 import tqdm
 
-from .batch import batch_to_device
+from .batch import batch_to_device, collate_for
 from .checkpoint import LATEST_NAME, checkpoint_state, load_checkpoint, rotate_checkpoints, save_atomic, unwrap
 from .distributed import all_reduce_sum
 from .evaluation import evaluate, format_metrics
 from .visualization import render_sample
 from .optimization import learning_rate, set_learning_rate
+from ..models.occupancy_head import read_scalars
 from ..spconv_compat import single_threaded_on_cpu
 
 
@@ -35,6 +36,10 @@ class Trainer:
         self.nonfinite_total, self.nonfinite_run = 0, 0
         self.last_saved = None
         self.val_loader, self.eval_interval = val_loader, eval_interval
+        self.pending_logs = []   # tb_dicts of the steps since the last LOG_INTERVAL
+        for data in (loader, val_loader):
+            if data is not None:
+                collate_for(data, model)
 
     # ----- state -----
     def state(self, **extra) -> dict:
@@ -79,29 +84,35 @@ class Trainer:
                          f'{self.batch_in_epoch} batches into the next epoch')
 
     # ----- one step -----
-    def all_ranks_agree(self, ok: bool) -> bool:
-        return all_reduce_sum([0.0 if ok else 1.0])[0] == 0
+    def all_ranks_agree(self, ok) -> bool:
+        """Whether `ok` (a bool or a 0-d bool tensor on the device) holds on every rank; reading it is the
+        training step's one host synchronisation."""
+        return all_reduce_sum([0.0 if bool(ok) else 1.0])[0] == 0
 
     def step(self, batch):
-        """Forward, backward and update; returns the tb_dict, or None when the step was skipped."""
+        """Forward, backward and update; returns the tb_dict (0-d tensors on the device, read by
+        `log_step` every LOG_INTERVAL steps), or None when the step was skipped. The loss and the
+        gradient norm are checked for non-finite values together, in one host synchronisation."""
         set_learning_rate(self.optimizer, learning_rate(self.opt_cfg, self.it, self.total_iters))
         self.optimizer.zero_grad(set_to_none=True)
         buffers = [buf.detach().clone() for buf in unwrap(self.model).buffers()]  # BatchNorm statistics
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
             ret, tb_dict, _ = self.model(batch)
         loss = ret['loss']
-        if not self.all_ranks_agree(bool(torch.isfinite(loss))):
-            return self.skip_nonfinite(f'loss is {loss.item()}', buffers)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         clip = self.opt_cfg.get('GRAD_NORM_CLIP', 0) or math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(unwrap(self.model).parameters(), clip)
-        if not self.amp and not self.all_ranks_agree(bool(torch.isfinite(grad_norm))):
-            return self.skip_nonfinite(f'gradient norm is {grad_norm.item()}', buffers)
+        finite = torch.isfinite(loss) if self.amp else torch.isfinite(loss) & torch.isfinite(grad_norm)
+        if not self.all_ranks_agree(finite):       # with --amp the scaler skips steps with inf gradients itself
+            if self.amp:
+                self.scaler.update()               # closes the unscale_ above; lowers the scale
+            what = f'loss is {loss.item()}' if not torch.isfinite(loss) else f'gradient norm is {grad_norm.item()}'
+            return self.skip_nonfinite(what, buffers)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.nonfinite_run = 0
-        tb_dict.update(loss=loss.item(), grad_norm=float(grad_norm), lr=self.optimizer.param_groups[0]['lr'])
+        tb_dict.update(loss=loss.detach(), grad_norm=grad_norm.detach(), lr=self.optimizer.param_groups[0]['lr'])
         return tb_dict
 
     def skip_nonfinite(self, what: str, buffers: list):
@@ -197,12 +208,22 @@ class Trainer:
                 self.tb.add_scalar('train/nonfinite_steps', self.nonfinite_total, self.it)
 
     def log_step(self, tb_dict: dict, bar):
+        """Keep the step's values (device tensors); every LOG_INTERVAL steps read their means over the
+        interval in one transfer and write them to the progress bar, tensorboard and the log."""
         if self.rank != 0:
             return
-        bar.set_postfix(loss=f'{tb_dict["loss"]:.4f}', acc=f'{tb_dict["occ_acc"]:.3f}', it=self.it)
+        self.pending_logs.append(tb_dict)
+        if self.it % self.opt_cfg.get('LOG_INTERVAL', 50):
+            return
+        steps, self.pending_logs = self.pending_logs, []
+        means = {key: torch.stack([torch.as_tensor(step[key]).float() for step in steps]).mean()
+                 if torch.is_tensor(value) else sum(step[key] for step in steps) / len(steps)
+                 for key, value in steps[-1].items() if key != 'lr'}
+        values = dict(read_scalars(means), lr=steps[-1]['lr'])
+        bar.set_postfix(loss=f'{values["loss"]:.4f}', acc=f'{values["occ_acc"]:.3f}', it=self.it)
         if self.tb is not None:
-            for key, value in tb_dict.items():
+            for key, value in values.items():
                 group = 'meta_data' if key == 'lr' else 'train'
                 self.tb.add_scalar(f'{group}/{"learning_rate" if key == "lr" else key}', value, self.it)
-        if self.it % self.opt_cfg.get('LOG_INTERVAL', 50) == 0:
-            self.logger.info(f'it {self.it}: ' + ', '.join(f'{k}={v:.4g}' for k, v in tb_dict.items()))
+        self.logger.info(f'it {self.it}: ' + ', '.join(f'{k}={v:.4g}' for k, v in values.items())
+                         + (f' (means over {len(steps)} steps)' if len(steps) > 1 else ''))

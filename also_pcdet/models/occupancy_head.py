@@ -20,27 +20,69 @@ def build_decoder(in_channels: int, hidden: int, num_layers: int) -> nn.Sequenti
 
 
 def occupancy_counts(logits: torch.Tensor, target: torch.Tensor) -> dict:
-    """True/false positives and negatives of occupancy at sigmoid > 0.5, as Python ints."""
+    """True/false positives and negatives of occupancy at sigmoid > 0.5, as 0-d tensors on the logits'
+    device (no host synchronisation; sum them over batches and read them when needed)."""
     pred, truth = logits > 0, target > 0.5
-    return {'tp': int((pred & truth).sum()), 'fp': int((pred & ~truth).sum()),
-            'fn': int((~pred & truth).sum()), 'tn': int((~pred & ~truth).sum())}
+    return {'tp': (pred & truth).sum(), 'fp': (pred & ~truth).sum(), 'fn': (~pred & truth).sum(),
+            'tn': (~pred & ~truth).sum()}
+
+
+def _at_least_one(count):
+    return count.clamp(min=1) if torch.is_tensor(count) else max(count, 1)
 
 
 def metrics_from_counts(counts: dict) -> dict:
-    """IoU, accuracy, precision and recall from `occupancy_counts` (possibly summed over batches).
+    """IoU, accuracy, precision and recall from `occupancy_counts` (possibly summed over batches): tensors
+    for tensor counts (computed on their device), floats for numbers.
 
     `occ_iou_occupied` is the IoU of the occupied class alone; `occ_miou` is the mean of the empty-class and
     occupied-class IoUs, the number the official ALSO code logs as `iou` (its 2x2 confusion matrix)."""
     tp, fp, fn, tn = counts['tp'], counts['fp'], counts['fn'], counts['tn']
-    occupied, empty = tp / max(tp + fp + fn, 1), tn / max(tn + fn + fp, 1)
+    occupied, empty = tp / _at_least_one(tp + fp + fn), tn / _at_least_one(tn + fn + fp)
     return {'occ_iou_occupied': occupied, 'occ_iou_empty': empty, 'occ_miou': (occupied + empty) / 2,
-            'occ_acc': (tp + tn) / max(tp + fp + fn + tn, 1),
-            'occ_precision': tp / max(tp + fp, 1), 'occ_recall': tp / max(tp + fn, 1)}
+            'occ_acc': (tp + tn) / _at_least_one(tp + fp + fn + tn),
+            'occ_precision': tp / _at_least_one(tp + fp), 'occ_recall': tp / _at_least_one(tp + fn)}
 
 
 def occupancy_metrics(logits: torch.Tensor, target: torch.Tensor) -> dict:
-    """`metrics_from_counts` of occupancy at sigmoid > 0.5, as Python floats."""
+    """`metrics_from_counts` of occupancy at sigmoid > 0.5, as 0-d tensors on the device."""
     return metrics_from_counts(occupancy_counts(logits, target))
+
+
+def read_scalars(values: dict) -> dict:
+    """The dict with its 0-d tensors read as Python floats, all in one device-to-host transfer."""
+    keys = [key for key, value in values.items() if torch.is_tensor(value)]
+    if not keys:
+        return dict(values)
+    host = torch.stack([values[key].detach().float().reshape(()) for key in keys]).tolist()
+    return dict(values, **dict(zip(keys, host)))
+
+
+def decode_pairs(decoder: nn.Sequential, cell_latents: torch.Tensor, pair_cell: torch.Tensor,
+                 relative: torch.Tensor, cells: str = 'auto') -> torch.Tensor:
+    """`decoder(cat([cell_latents[pair_cell], relative], 1))` with the latent part of the first Linear
+    applied once per BEV cell instead of once per (query, latent) pair.
+
+    First layer: W [latent | rel] + b = W_latent latent + W_rel rel + b, about a third of the decoder's
+    FLOPs when done per pair. `cells`: 'all' projects every cell of the map (no search, no host sync),
+    'referenced' only the cells some pair uses (one host sync for their count), 'auto' picks 'all' when
+    there are at least as many pairs as cells (benchmarks/RESULTS.md has both measured)."""
+    first = decoder[0]
+    channels = cell_latents.shape[1]
+    w_latent, w_rel = first.weight[:, :channels], first.weight[:, channels:]
+    if cells == 'auto':
+        cells = 'all' if len(pair_cell) >= len(cell_latents) else 'referenced'
+    if cells == 'all':
+        per_cell, index = F.linear(cell_latents, w_latent), pair_cell
+    elif cells == 'referenced':
+        used = torch.zeros(len(cell_latents), dtype=torch.bool, device=pair_cell.device)
+        used[pair_cell] = True
+        slot = torch.cumsum(used, 0) - 1                                            # cell -> its row below
+        per_cell, index = F.linear(cell_latents[used.nonzero().squeeze(1)], w_latent), slot[pair_cell]
+    else:
+        raise ValueError(f"cells={cells!r}: expected 'auto', 'all' or 'referenced'")
+    hidden = per_cell[index] + F.linear(relative, w_rel, first.bias)
+    return decoder[1:](hidden)
 
 
 class AlsoOccupancyHead(nn.Module):
@@ -75,7 +117,7 @@ class AlsoOccupancyHead(nn.Module):
             (height, width), self.model_cfg.RADIUS, self.model_cfg.MAX_NEIGHBOURS)
         flat = latents.permute(0, 2, 3, 1).reshape(batch * height * width, channels)
         relative = queries[q_index, 1:4] - F.pad(centres, (0, 1))                  # latent sits at z = 0
-        out = self.decoder(torch.cat([flat[cell], relative], dim=1))
+        out = decode_pairs(self.decoder, flat, cell, relative)
         self.forward_ret_dict = {
             'occupancy_logits': out[:, 0], 'intensity': out[:, 1], 'query_index': q_index,
             'occupancy_target': batch_dict['query_occupancy'][q_index],
@@ -93,10 +135,10 @@ class AlsoOccupancyHead(nn.Module):
             raise RuntimeError('no query has a latent within RADIUS: check POINT_CLOUD_RANGE and the queries')
         occ_loss = F.binary_cross_entropy_with_logits(logits, target)
         mask = ret['intensity_mask']
-        int_loss = (F.l1_loss(ret['intensity'][mask], ret['intensity_target'][mask]) if mask.any()
-                    else ret['intensity'].sum() * 0)
+        error = torch.where(mask, (ret['intensity'] - ret['intensity_target']).abs(), 0.0)
+        int_loss = error.sum() / mask.sum().clamp(min=1)                          # no host sync (mask.any())
         loss = weights.OCCUPANCY * occ_loss + weights.INTENSITY * int_loss
-        tb_dict = {'loss_occupancy': occ_loss.item(), 'loss_intensity': int_loss.item(),
+        tb_dict = {'loss_occupancy': occ_loss.detach(), 'loss_intensity': int_loss.detach(),
                    'pairs_per_query': logits.numel() / max(ret['num_queries'], 1)}
         tb_dict.update(occupancy_metrics(logits.detach(), target))
-        return loss, tb_dict, {'occ_acc': round(tb_dict['occ_acc'], 4)}
+        return loss, tb_dict, {'occ_acc': tb_dict['occ_acc']}
