@@ -8,6 +8,7 @@ import torch
 
 from also_pcdet.config import add_config_arguments, config_from_args
 from also_pcdet.datasets import build_dataloader
+from also_pcdet.engine.batch import collate_for
 from also_pcdet.engine.evaluation import evaluate, format_metrics, load_trained
 from also_pcdet.models import build_network
 
@@ -24,7 +25,7 @@ def main(argv=None):
     dataset, loader = build_dataloader(cfg.DATA_CONFIG, args.batch_size or cfg.OPTIMIZATION.BATCH_SIZE_PER_GPU,
                                        args.workers, training=False)
     model = load_trained(build_network(cfg.MODEL, dataset), args.ckpt).to(device)
-    metrics = evaluate(model, loader, device)
+    metrics = evaluate(model, collate_for(loader, model), device)
     print(f'{args.ckpt} on {len(dataset)} {dataset.mode} sweeps of {dataset.root_path}')
     print(format_metrics(metrics))
     return metrics

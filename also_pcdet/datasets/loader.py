@@ -20,5 +20,5 @@ def build_dataloader(dataset_cfg, batch_size: int, workers: int, training: bool,
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=dataset.collate_batch,
         pin_memory=torch.cuda.is_available(), worker_init_fn=_single_thread_worker, drop_last=False,
-        persistent_workers=False)
+        persistent_workers=workers > 0)   # workers (and their voxel hash tables) live across epochs
     return dataset, loader

@@ -3,6 +3,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import torch
 import torch.utils.data
 from easydict import EasyDict
 
@@ -22,7 +23,9 @@ class SweepDataset(torch.utils.data.Dataset):
     (`point_cloud_range`, `voxel_size`, `grid_size`, `point_feature_encoder`, ...)."""
 
     def __init__(self, dataset_cfg, training: bool = True, root_path=None, seed: int = 0):
-        self.dataset_cfg, self.training, self.seed, self.epoch = dataset_cfg, training, int(seed), 0
+        self.dataset_cfg, self.training, self.seed = dataset_cfg, training, int(seed)
+        # in shared memory: persistent loader workers see set_epoch() of the main process
+        self.shared_epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.mode = 'train' if training else 'test'
         self.root_path = Path(root_path or dataset_cfg.DATA_PATH)
         self.class_names = list(dataset_cfg.get('CLASS_NAMES', []) or [])
@@ -47,9 +50,14 @@ class SweepDataset(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.sample_ids)
 
+    @property
+    def epoch(self) -> int:
+        return int(self.shared_epoch)
+
     def set_epoch(self, epoch: int):
-        """Queries and augmentation are drawn from (seed, epoch, index): set before each epoch."""
-        self.epoch = int(epoch)
+        """Queries and augmentation are drawn from (seed, epoch, index): set before each epoch (before
+        iterating the loader; its persistent workers read the value from shared memory)."""
+        self.shared_epoch.fill_(int(epoch))
 
     def __getitem__(self, index):
         """The sample at `index`; an unusable sweep is recorded in `skipped` and the next one is used,
@@ -126,13 +134,14 @@ class SweepDataset(torch.utils.data.Dataset):
         return sample
 
     @staticmethod
-    def collate_batch(samples: list) -> dict:
-        """Stack samples into an OpenPCDet batch_dict; sweeps skipped on the way travel in `skipped`."""
+    def collate_batch(samples: list, with_points: bool = True) -> dict:
+        """Stack samples into an OpenPCDet batch_dict; sweeps skipped on the way travel in `skipped`.
+        `with_points=False` leaves out `points` (a model whose VFE reads voxels never looks at them)."""
         batch = {'batch_size': len(samples), 'frame_id': np.array([s['frame_id'] for s in samples]),
                  'skipped': [entry for s in samples for entry in s['skipped']]}
         stacked = defaultdict(list)
         for b, sample in enumerate(samples):
-            for key in ('points', 'voxel_coords', 'queries'):
+            for key in ('points', 'voxel_coords', 'queries') if with_points else ('voxel_coords', 'queries'):
                 stacked[key].append(np.pad(sample[key], ((0, 0), (1, 0)), constant_values=b))
             for key in ('voxels', 'voxel_num_points') + tuple(f'query_{n}' for n in QUERY_FIELDS):
                 stacked[key].append(sample[key])

@@ -5,6 +5,7 @@ from torch import nn
 
 class MeanVFE(nn.Module):
     """Reads `voxels` (V, P, C) and `voxel_num_points` (V,); writes `voxel_features` (V, C)."""
+    READS_POINTS = False   # the loader leaves `points` out of the batch (models.batch_inputs)
 
     def __init__(self, model_cfg, num_point_features, **kwargs):
         super().__init__()
