@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from also_pcdet.config import ConfigError
+from also_pcdet.engine.checkpoint import load_checkpoint
 from also_pcdet.datasets import SweepDataset
 from also_pcdet.datasets.readers import SweepError
+from also_pcdet.datasets import sweep_checks, sweep_dataset
 from also_pcdet.datasets.sources import build_source
 from also_pcdet.datasets.synthetic.layout_writers import write_waymo_tfrecord_sweeps
 from conftest import REPO, tiny_cfg
@@ -139,14 +141,15 @@ def two_bad_of_three(synthetic_kitti, tmp_path):
     return kitti_with(synthetic_kitti, tmp_path / 'kitti', (1, 2, 4), {2: truncate, 4: poison})
 
 
-def run_train(root, out_root, max_bad_fraction):
-    """One epoch: one batch of the three sweeps, the bad ones replaced by the good one."""
-    return train.main(['--cfg_file', 'cfgs/also_pretrain.yaml', '--workers', '0', '--epochs', '1', '--batch_size', '4',
-                       '--fix_random_seed', '--output_root', str(out_root), '--set', *FAST_OVERRIDES, *SMALL_BOX,
-                       'DATA_CONFIG.DATA_PATH', str(root), 'DATA_CONFIG.MAX_BAD_FRACTION', str(max_bad_fraction)])
+def run_train(root, out_root, max_bad_fraction, epochs=1):
+    """One batch an epoch: the three sweeps, the bad ones replaced by the good one."""
+    return train.main(['--cfg_file', 'cfgs/also_pretrain.yaml', '--workers', '0', '--epochs', str(epochs),
+                       '--batch_size', '4', '--fix_random_seed', '--output_root', str(out_root), '--set',
+                       *FAST_OVERRIDES, *SMALL_BOX, 'DATA_CONFIG.DATA_PATH', str(root),
+                       'DATA_CONFIG.MAX_BAD_FRACTION', str(max_bad_fraction)])
 
 
-def test_training_skips_counts_and_reports_bad_sweeps(two_bad_of_three, tmp_path, monkeypatch):
+def test_training_skips_counts_and_reports_bad_sweeps_once_across_resumes(two_bad_of_three, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     out = run_train(two_bad_of_three, tmp_path / 'out', max_bad_fraction=0.7)  # 2 of 3 allowed
     assert (out / 'ckpt' / 'checkpoint_epoch_1.pth').is_file()  # the epoch ran to its end
@@ -157,14 +160,50 @@ def test_training_skips_counts_and_reports_bad_sweeps(two_bad_of_three, tmp_path
         assert len(warnings) == 1 and 'WARNING' in warnings[0] and reason in warnings[0]
     assert 'epoch 1: 1 iterations in all, 2 newly skipped sweeps' in log
     assert scalars(out / 'tensorboard')['data/skipped_sweeps'] == [(1, 2.0)]
+    known = load_checkpoint(out / 'ckpt' / 'checkpoint_epoch_1.pth')['bad_sweeps']  # weights_only
+    assert sorted(known) == [str(velodyne / '000002.bin'), str(velodyne / '000004.bin')]
+
+    run_train(two_bad_of_three, tmp_path / 'out', max_bad_fraction=0.7, epochs=2)  # resumes after epoch 1
+    logs = [path.read_text() for path in out.glob('log_train_*.txt')]  # one per run, or one if in the same second
+    resumed = next(text for text in logs if 'resumed from' in text).split('resumed from', 1)[1]
+    assert resumed.startswith(f' {out / "ckpt" / "checkpoint_epoch_1.pth"}: epoch 1, iteration 1, 0 batches into '
+                              f'the next epoch, 2 unusable sweeps known')
+    assert 'WARNING  skipped sweep' not in resumed and 'epoch 2: 2 iterations in all, 0 newly skipped sweeps' in resumed
+    assert scalars(out / 'tensorboard')['data/skipped_sweeps'] == [(1, 2.0), (2, 2.0)]
+    final = load_checkpoint(out / 'ckpt' / 'checkpoint_epoch_2.pth')
+    assert final['bad_sweeps'] == known and final['sweeps_read'] > 6
 
 
 def test_training_stops_past_max_bad_fraction(two_bad_of_three, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
-    with pytest.raises(RuntimeError, match=r'2 unusable sweeps among ~3 on this process, more than '
-                                           r'DATA_CONFIG.MAX_BAD_FRACTION=0.25; first: .*00000[24]\.bin'):
+    with pytest.raises(RuntimeError, match=r'^2 unusable sweeps of \d+ read \(~3 per epoch on this process\): more '
+                                           r'than DATA_CONFIG.MAX_BAD_FRACTION=0.25 allows; first: .*00000[24]\.bin: '):
         run_train(two_bad_of_three, tmp_path / 'out', max_bad_fraction=0.25)
     assert not list((tmp_path / 'out').rglob('checkpoint_epoch_*.pth'))
+
+
+def test_max_bad_fraction_zero_stops_at_the_first_bad_sweep(synthetic_kitti, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    root = kitti_with(synthetic_kitti, tmp_path / 'kitti', (1, 2, 3, 4, 6, 7, 8), {8: truncate})
+    with pytest.raises(RuntimeError, match=r'^1 unusable sweeps of \d+ read \(~7 per epoch on this process\): more '
+                                           r'than DATA_CONFIG.MAX_BAD_FRACTION=0.0 allows; first: .*000008\.bin: trunc'):
+        run_train(root, tmp_path / 'out', max_bad_fraction=0.0)
+
+
+def test_a_batch_with_a_handful_of_voxels_never_reaches_the_network(synthetic_kitti, tmp_path, monkeypatch):
+    """With the sweep checks switched off, a one-point sweep reaches the trainer, which skips its step
+    instead of crashing in BatchNorm ("Expected more than 1 value per channel")."""
+    monkeypatch.chdir(REPO)
+    root = kitti_with(synthetic_kitti, tmp_path / 'kitti', (1,), {})
+    np.repeat(np.float32([[3.0, 0.5, -1.0, 0.3]]), 2000, axis=0).tofile(root / 'training' / 'velodyne' / '000001.bin')
+    monkeypatch.setattr(sweep_checks, 'MIN_VOXELS', 1)
+    monkeypatch.setattr(sweep_dataset, 'MIN_VOXELS', 1)
+    out = train.main(['--cfg_file', 'cfgs/also_pretrain.yaml', '--workers', '0', '--epochs', '1', '--batch_size',
+                      '1', '--output_root', str(tmp_path / 'out'), '--set', *FAST_OVERRIDES, *SMALL_BOX,
+                      'DATA_CONFIG.DATA_PATH', str(root), 'DATA_CONFIG.AUGMENTATION.ENABLED', 'False'])
+    log = next(out.glob('log_train_*.txt')).read_text()
+    assert 'iteration 0: a batch with 1 voxels (at least 100 on every process); step skipped' in log
+    assert (out / 'ckpt' / 'checkpoint_epoch_1.pth').is_file()
 
 
 def test_bad_config_fails_before_training(synthetic_kitti, tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ from .distributed import all_reduce_sum
 from .evaluation import evaluate, format_metrics
 from .visualization import render_sample
 from .optimization import learning_rate, set_learning_rate
+from ..datasets.sweep_checks import MIN_VOXELS
 from ..models.occupancy_head import read_scalars
 from ..spconv_compat import single_threaded_on_cpu
 
@@ -32,7 +33,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler('cuda', enabled=amp)
         self.ckpt_save_interval, self.max_ckpt_save_num = ckpt_save_interval, max_ckpt_save_num
         self.epoch, self.it, self.batch_in_epoch = 0, 0, 0
-        self.bad_sweeps = {}
+        self.bad_sweeps, self.sweeps_read = {}, 0  # unusable sweep -> reason; sweeps read (good and bad)
         self.nonfinite_total, self.nonfinite_run = 0, 0
         self.last_saved = None
         self.val_loader, self.eval_interval = val_loader, eval_interval
@@ -51,7 +52,8 @@ class Trainer:
         return checkpoint_state(self.model, self.optimizer, epoch=self.epoch, it=self.it,
                                 batch_in_epoch=self.batch_in_epoch, seed=self.seed, rng_state=rng,
                                 world_size=self.loader.sampler.world_size,
-                                stock_input_scale=self.loader.dataset.stock_input_scale, **extra)
+                                stock_input_scale=self.loader.dataset.stock_input_scale,
+                                bad_sweeps=dict(self.bad_sweeps), sweeps_read=self.sweeps_read, **extra)
 
     def save(self, path):
         if self.rank == 0:
@@ -74,6 +76,8 @@ class Trainer:
                                 f'{self.loader.sampler.world_size}: restarting epoch {self.epoch + 1} from its start')
             self.batch_in_epoch = 0
         self.seed = int(ckpt.get('seed', self.seed))
+        self.bad_sweeps = {str(k): str(v) for k, v in (ckpt.get('bad_sweeps') or {}).items()}
+        self.sweeps_read = int(ckpt.get('sweeps_read', 0))
         rng = ckpt.get('rng_state') or {}
         if 'torch' in rng:
             torch.set_rng_state(rng['torch'])
@@ -81,7 +85,8 @@ class Trainer:
             torch.cuda.set_rng_state_all(rng['cuda'])
         self.last_saved = f'{path} (iteration {self.it})'
         self.logger.info(f'resumed from {path}: epoch {self.epoch}, iteration {self.it}, '
-                         f'{self.batch_in_epoch} batches into the next epoch')
+                         f'{self.batch_in_epoch} batches into the next epoch, {len(self.bad_sweeps)} unusable sweeps '
+                         f'known')
 
     # ----- one step -----
     def all_ranks_agree(self, ok) -> bool:
@@ -136,16 +141,21 @@ class Trainer:
         return None
 
     # ----- skipped sweeps -----
-    def note_skipped(self, skipped):
+    def note_skipped(self, skipped, used: int):
+        """Count a batch's `used` sweeps and the `skipped` (location, reason) on the way; warn once per unusable
+        sweep. More unusable sweeps than MAX_BAD_FRACTION of this process's share stops the run (0.0: the first)."""
+        self.sweeps_read += used + len(skipped)
         for location, reason in skipped:
             if location not in self.bad_sweeps:
                 self.bad_sweeps[location] = reason
                 self.logger.warning(f'skipped sweep {location}: {reason}')
         limit = self.loader.dataset.dataset_cfg.get('MAX_BAD_FRACTION', 0.05)
         share = len(self.loader.dataset) / self.loader.sampler.world_size
-        if len(self.bad_sweeps) > max(limit * share, 1):
-            raise RuntimeError(f'{len(self.bad_sweeps)} unusable sweeps among ~{share:.0f} on this process, more '
-                               f'than DATA_CONFIG.MAX_BAD_FRACTION={limit}; first: {next(iter(self.bad_sweeps.items()))}')
+        if len(self.bad_sweeps) > limit * share:
+            location, reason = next(iter(self.bad_sweeps.items()))
+            raise RuntimeError(f'{len(self.bad_sweeps)} unusable sweeps of {self.sweeps_read} read (~{share:.0f} '
+                               f'per epoch on this process): more than DATA_CONFIG.MAX_BAD_FRACTION={limit} '
+                               f'allows; first: {location}: {reason}')
 
     # ----- epochs -----
     def fit(self, total_epochs: int, save_every_iters: int = 0):
@@ -191,8 +201,14 @@ class Trainer:
                         dynamic_ncols=True)
         bad_before = len(self.bad_sweeps)
         for batch in bar:
-            self.note_skipped(batch['skipped'])
-            tb_dict = self.step(batch_to_device(batch, self.device))
+            self.note_skipped(batch['skipped'], batch['batch_size'])
+            voxels = len(batch['voxel_coords'])
+            if self.all_ranks_agree(voxels >= MIN_VOXELS):
+                tb_dict = self.step(batch_to_device(batch, self.device))
+            else:  # unreachable through check_sweep; BatchNorm cannot train on a handful of voxels
+                self.logger.warning(f'iteration {self.it}: a batch with {voxels} voxels (at least {MIN_VOXELS} on '
+                                    f'every process); step skipped')
+                tb_dict = None
             self.it += 1
             self.batch_in_epoch += 1
             if tb_dict is not None:
