@@ -40,6 +40,7 @@ DATASET_KEYS = {
     'KittiObjectSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ},
     'KittiRawSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ},
     'Kitti360Sweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ},
+    'NuScenesMultiSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ, 'MAX_SWEEPS': int},
     'OnceSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ},
     'SequenceSweeps': {'DATA_SPLIT': _split(OneOf(Choice('all'), ListOf(OneOf(str, int)))), 'SENSOR_ORIGIN': XYZ},
     'NuScenesSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ, 'INCLUDE_SWEEPS': bool},

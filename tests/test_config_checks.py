@@ -29,6 +29,7 @@ STOCK = {
     'also_pretrain_kitti_raw': KITTI + ('VoxelBackBone8x',),
     'also_pretrain_semantic_kitti': KITTI + ('VoxelBackBone8x',),
     'also_pretrain_kitti360': stock('kitti_models/second.yaml'),
+    'also_pretrain_nuscenes_10sweeps': stock('nuscenes_models/cbgs_voxel01_res3d_centerpoint.yaml'),
     'also_pretrain_once': stock('once_models/second.yaml'),
     'also_pretrain_once_centerpoint': stock('once_models/centerpoint.yaml'),
     'also_pretrain_waymo': WAYMO + ('VoxelResBackBone8x',),    # waymo_models/centerpoint

@@ -4,8 +4,8 @@ import pytest
 
 from also_pcdet.datasets.sweep_checks import inside_range
 from also_pcdet.datasets.readers.waymo import WAYMO_LIDAR_NAMES
-from also_pcdet.datasets.synthetic.layout_writers import (write_kitti360, write_kitti_raw, write_once,
-                                                          write_waymo_processed_sweeps)
+from also_pcdet.datasets.synthetic.layout_writers import (write_kitti360, write_kitti_raw, write_nuscenes_infos,
+                                                          write_once, write_waymo_processed_sweeps)
 from conftest import REPO
 from tools import scan_dataset
 
@@ -63,10 +63,11 @@ def test_workers_agree_and_the_limit_sets_the_status(drives, capsys):
 @pytest.mark.parametrize('name, writer, sweeps, split, listed', [
     ('kitti360', write_kitti360, 6, 'data_3d_semantics/train/2013_05_28_drive_train.txt', 4),  # frames 0-3
     ('once', write_once, 14, 'raw_small', 2),  # the fourth sequence: frames 12 and 13
+    ('nuscenes_10sweeps', write_nuscenes_infos, 11, 'nuscenes_infos_10sweeps_train.pkl', 2),  # key frames 0, 10
 ])
 def test_scan_reads_kitti360_and_once_layouts(tmp_path, capsys, name, writer, sweeps, split, listed):
     paths = writer(tmp_path, sweeps, seed=1)
-    bad = paths[{'kitti360': 3, 'once': 13}[name]]
+    bad = paths[{'kitti360': 3, 'once': 13, 'nuscenes_10sweeps': 10}[name]]
     bad.write_bytes(b'')  # the last sweep of the split is empty
     status = scan_dataset.main(['--cfg_file', str(REPO / 'cfgs' / f'also_pretrain_{name}.yaml'),
                                 '--set', 'DATA_CONFIG.DATA_PATH', str(tmp_path)])

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from .readers import SweepError, read_float32_records
-from .readers.nuscenes import read_nuscenes_lidar
+from .ray_origins import UNKNOWN_ORIGIN, RayOrigins
+from .readers.nuscenes import load_nuscenes_infos, read_nuscenes_lidar, read_nuscenes_past_sweep
 from .readers.once import read_once_lidar
 from .readers.tfrecord_index import load_record_index
 from .readers.waymo import read_waymo_info, read_waymo_npy, read_waymo_tfrecord_frame
@@ -230,6 +231,42 @@ class OnceSweeps(SweepSource):
         return read_once_lidar(self.path(index)), self.origin
 
 
+class NuScenesMultiSweeps(SweepSource):
+    """nuScenes key frames merged with their past sweeps as OpenPCDet's nuScenes loader feeds its detectors
+    (`MAX_SWEEPS`): each past sweep, its ego-car points dropped, is moved into the key frame's lidar frame by its
+    `transform_matrix` and gets its `time_lag` (s) as the timestamp feature; the key frame's points get 0. The
+    sweeps come from OpenPCDet's info pkl: DATA_SPLIT[mode] names it (relative to DATA_PATH, or absolute),
+    e.g. `nuscenes_infos_10sweeps_train.pkl`; the first MAX_SWEEPS - 1 of each key frame's `sweeps` are merged
+    (the set OpenPCDet draws, in a fixed order). Only the key frame's points seed queries (RayOrigins index
+    0, past sweeps -1): the scene moved since the past sweeps, and their rays started elsewhere."""
+
+    FEATURES = NUSCENES_FEATURES
+    STOCK_INPUT_SCALE = {'intensity': 255.0}
+
+    def __init__(self, dataset_cfg, root, split):
+        super().__init__(dataset_cfg, root, split)
+        self.max_sweeps = int(dataset_cfg.get('MAX_SWEEPS', 10))
+        if self.max_sweeps < 1:
+            raise SweepError(list_file(self.root, split), f'MAX_SWEEPS must be at least 1, got {self.max_sweeps}')
+        self.items = load_nuscenes_infos(list_file(self.root, split))
+
+    def frame_id(self, index: int) -> str:
+        return self.items[index]['lidar_path']
+
+    def path(self, index: int) -> Path:
+        return self.root / self.items[index]['lidar_path']
+
+    def read(self, index):
+        info = self.items[index]
+        parts = [read_nuscenes_lidar(self.path(index))]
+        for sweep in info['sweeps'][:self.max_sweeps - 1]:
+            parts.append(read_nuscenes_past_sweep(self.root / sweep['lidar_path'], sweep['transform_matrix'],
+                                                  sweep['time_lag']))
+        index_per_point = np.full(sum(len(p) for p in parts), UNKNOWN_ORIGIN, dtype=np.int64)
+        index_per_point[:len(parts[0])] = 0
+        return np.concatenate(parts), RayOrigins(self.origin.reshape(1, 3), index_per_point, ('LIDAR_TOP key frame',))
+
+
 def waymo_segments(root: Path, split: str) -> list:
     """Segment names listed in `ImageSets/<split>.txt` (OpenPCDet lists them as `<segment>.tfrecord`)."""
     return [Path(line).stem for line in read_split_file(root / 'ImageSets' / f'{split}.txt')]
@@ -325,7 +362,8 @@ class WaymoTfrecordSweeps(SweepSource):
 
 
 SOURCES = {cls.__name__: cls for cls in (KittiObjectSweeps, KittiRawSweeps, Kitti360Sweeps, SequenceSweeps,
-                                         NuScenesSweeps, OnceSweeps, WaymoProcessedSweeps, WaymoTfrecordSweeps)}
+                                         NuScenesSweeps, NuScenesMultiSweeps, OnceSweeps, WaymoProcessedSweeps,
+                                         WaymoTfrecordSweeps)}
 
 
 def build_source(dataset_cfg, root, split) -> SweepSource:

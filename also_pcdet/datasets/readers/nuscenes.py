@@ -65,3 +65,45 @@ def read_nuscenes_lidar(path) -> np.ndarray:
     points[:, 3] /= 255.0
     points[:, 4] = 0.0
     return points
+
+
+EGO_HALF_EXTENT = 1.0  # OpenPCDet drops merged past-sweep points with |x| < 1 m and |y| < 1 m (the ego car)
+
+
+def read_nuscenes_past_sweep(path, transform, time_lag: float) -> np.ndarray:
+    """A past sweep merged into a key frame as OpenPCDet's nuScenes loader does: points of the ego car
+    (|x|, |y| < EGO_HALF_EXTENT in the sweep's own frame) dropped, x, y, z moved by the 4x4 `transform` (sweep
+    lidar -> key-frame lidar; None: already there) and the timestamp column set to `time_lag` (seconds)."""
+    points = read_nuscenes_lidar(path)
+    points = points[~((np.abs(points[:, 0]) < EGO_HALF_EXTENT) & (np.abs(points[:, 1]) < EGO_HALF_EXTENT))]
+    if transform is not None:
+        transform = np.asarray(transform, dtype=np.float64)
+        if transform.shape != (4, 4):
+            raise SweepError(path, f'its transform_matrix is {transform.shape}, not 4x4')
+        points[:, :3] = points[:, :3].astype(np.float64) @ transform[:3, :3].T + transform[:3, 3]
+    points[:, 4] = time_lag
+    return points
+
+
+def load_nuscenes_infos(path) -> list:
+    """From an OpenPCDet nuScenes info pkl (`nuscenes_infos_<N>sweeps_<split>.pkl`, a list of per-key-frame dicts),
+    what merging needs: [{'lidar_path', 'sweeps': [{'lidar_path', 'transform_matrix', 'time_lag'}, ...]}]."""
+    import pickle  # the info pkl is OpenPCDet's own format: a file the user made with its create_nuscenes_infos
+
+    try:
+        with open(path, 'rb') as handle:
+            infos = pickle.load(handle)
+    except FileNotFoundError as err:
+        raise SweepError(path, 'info file not found (OpenPCDet writes it with create_nuscenes_infos)') from err
+    except Exception as err:
+        raise SweepError(path, f'cannot read the info pkl: {type(err).__name__}: {err}') from err
+    try:
+        return [{'lidar_path': str(info['lidar_path']),
+                 'sweeps': [{'lidar_path': str(s['lidar_path']), 'time_lag': float(s['time_lag']),
+                             'transform_matrix': None if s['transform_matrix'] is None
+                             else np.asarray(s['transform_matrix'], dtype=np.float64)}
+                            for s in info.get('sweeps', [])]}
+                for info in infos]
+    except (KeyError, TypeError, ValueError) as err:
+        raise SweepError(path, f'not an OpenPCDet nuScenes info list (each entry needs lidar_path and sweeps '
+                               f'with lidar_path, transform_matrix, time_lag): {type(err).__name__}: {err}') from err

@@ -3,6 +3,7 @@ nuScenes and ONCE, and the Waymo layouts sized by a number of sweeps. Frame i is
 import json
 import math
 import os
+import pickle
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -11,7 +12,8 @@ import numpy as np
 from tqdm import tqdm
 
 from .kitti_writer import make_sweep
-from .lidar import HDL64, LidarModel
+from .lidar import HDL64, LidarModel, scan
+from .scene import make_scene
 from .waymo_writer import write_waymo_processed, write_waymo_tfrecord
 
 # nuScenes LIDAR_TOP is a Velodyne HDL-32E: 32 beams from +10.67 to -30.67 deg, 20 Hz (0.33 deg steps).
@@ -151,6 +153,78 @@ def write_nuscenes(root, num_sweeps, seed, *, frames_per_scene=20, workers=1, pr
         kind = 'samples' if frame % NUSCENES_KEYFRAME_EVERY == 0 else 'sweeps'
         paths.append(root / kind / 'LIDAR_TOP' / nuscenes_name(scene, frame))
     write_frames(paths, seed, HDL32, nuscenes_record, workers, progress)
+    return paths
+
+
+NUSCENES_EGO_SPEED = 2.0  # m/s along +x in the multi-sweep scenes: 0.1 m between 20 Hz sweeps
+
+
+def nuscenes_drive_position(frame: int, frames_per_scene: int) -> np.ndarray:
+    """Where the ego vehicle is at `frame` of a scene: on +x at NUSCENES_EGO_SPEED, at (0, 0) on the last frame."""
+    return np.array([NUSCENES_EGO_SPEED * NUSCENES_SWEEP_US * 1e-6 * (frame - frames_per_scene + 1), 0.0, 0.0])
+
+
+def _write_drive_frame(job):
+    path, seed, scene, frame, frames_per_scene = job
+    world = make_scene(np.random.default_rng([seed, scene]))  # one static scene per nuScenes scene
+    sweep = scan(world, HDL32, sensor_position=nuscenes_drive_position(frame, frames_per_scene),
+                 rng=np.random.default_rng([seed, scene, frame]))
+    nuscenes_record(sweep).tofile(path)
+
+
+def nuscenes_info(root: Path, paths: list, scene: int, key: int, frames_per_scene: int, max_sweeps: int) -> dict:
+    """OpenPCDet's info entry of key frame `key`: its `sweeps` are the max_sweeps - 1 frames before it, newest
+    first, each with `transform_matrix` (its lidar frame -> the key frame's) and `time_lag` (s); missing ones
+    repeat the last (the key frame itself, transform None, when there is none), as create_nuscenes_infos does."""
+    def frame_path(frame):
+        return str(paths[scene * frames_per_scene + frame].relative_to(root))
+
+    sweeps = []
+    for frame in range(key - 1, max(key - max_sweeps, -1), -1):
+        transform = np.eye(4)
+        transform[:3, 3] = (nuscenes_drive_position(frame, frames_per_scene)
+                            - nuscenes_drive_position(key, frames_per_scene))
+        sweeps.append({'lidar_path': frame_path(frame), 'transform_matrix': transform,
+                       'time_lag': (key - frame) * NUSCENES_SWEEP_US * 1e-6, 'sample_data_token': f'{scene:04d}{frame:04d}'})
+    if not sweeps:
+        sweeps.append({'lidar_path': frame_path(key), 'transform_matrix': None, 'time_lag': 0.0,
+                       'sample_data_token': f'{scene:04d}{key:04d}'})
+    sweeps += [sweeps[-1]] * (max_sweeps - 1 - len(sweeps))
+    return {'lidar_path': frame_path(key), 'token': f'{scene:04d}{key:04d}', 'sweeps': sweeps,
+            'timestamp': 1532402927647951 + scene * 3_600_000_000 + key * NUSCENES_SWEEP_US}
+
+
+def write_nuscenes_infos(root, num_sweeps, seed, *, frames_per_scene=20, max_sweeps=10, workers=1,
+                         progress=False) -> list:
+    """nuScenes LIDAR_TOP as `write_nuscenes`, but each scene one static world the ego drives through
+    (`nuscenes_drive_position`), plus OpenPCDet's info pkls root/nuscenes_infos_<max_sweeps>sweeps_{train,val}.pkl
+    (`nuscenes_info` per key frame; the last scene is val, the others train; one scene is both). Returns the
+    sweep paths in frame order."""
+    root = Path(root)
+    jobs, paths = [], []
+    for i in range(num_sweeps):
+        scene, frame = divmod(i, frames_per_scene)
+        kind = 'samples' if frame % NUSCENES_KEYFRAME_EVERY == 0 else 'sweeps'
+        paths.append(root / kind / 'LIDAR_TOP' / nuscenes_name(scene, frame))
+        jobs.append((paths[-1], seed, scene, frame, frames_per_scene))
+    for folder in {path.parent for path in paths}:
+        folder.mkdir(parents=True, exist_ok=True)
+    with tqdm(total=len(jobs), desc='sweeps', unit='sweep', disable=not progress) as bar:
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                for _ in pool.map(_write_drive_frame, jobs):
+                    bar.update()
+        else:
+            for job in jobs:
+                _write_drive_frame(job)
+                bar.update()
+    scenes = math.ceil(num_sweeps / frames_per_scene)
+    infos = [[nuscenes_info(root, paths, scene, key, frames_per_scene, max_sweeps)
+              for key in range(0, min(frames_per_scene, num_sweeps - scene * frames_per_scene), NUSCENES_KEYFRAME_EVERY)]
+             for scene in range(scenes)]
+    for split, listed in (('train', infos[:-1] or infos), ('val', infos[-1:])):
+        with open(root / f'nuscenes_infos_{max_sweeps}sweeps_{split}.pkl', 'wb') as handle:
+            pickle.dump([info for scene in listed for info in scene], handle)
     return paths
 
 
