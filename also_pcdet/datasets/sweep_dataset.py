@@ -9,7 +9,7 @@ from easydict import EasyDict
 
 from .augmentation import RigidAugmentation
 from .queries import decimate, sample_queries
-from .ray_origins import origin_arrays
+from .ray_origins import RayOrigins, origin_arrays
 from .readers import SweepError
 from .sources import build_source
 from .sweep_checks import MIN_VOXELS, check_sweep, inside_range
@@ -97,6 +97,7 @@ class SweepDataset(torch.utils.data.Dataset):
         if len(sample['voxels']) < MIN_VOXELS:
             raise SweepError(frame_id, f'only {len(sample["voxels"])} voxels after decimation and '
                                        f'MAX_INPUT_POINTS (at least {MIN_VOXELS})')
+        sample['ray_origin_names'] = tuple(origin.names) if isinstance(origin, RayOrigins) else ()
         return sample
 
     def make_sample(self, points, table, origin_index, frame_id, index, augment: bool):

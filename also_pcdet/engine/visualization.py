@@ -49,11 +49,37 @@ def slice_grids(pc_range, resolution: float, bev_z: float, slice_y: float) -> di
             'side': np.stack([sx, np.full_like(sx, slice_y), sz], -1), 'side_extent': (x0, x1, z0, z1)}
 
 
+ZOOM_MARGIN_M = 22.0  # around the sensors in the zoomed query-origin panel: the short-range lidars see 20 m
+
+
+def draw_query_origins(ax, sample: dict, extent):
+    """BEV of the sample's queries coloured by the sensor (ray-origin row) each was cast from, with the
+    sensors' positions, within `extent` (x0, x1, y0, y1)."""
+    from matplotlib.lines import Line2D
+
+    queries, rows, origins = sample['queries'], sample['query_origin_index'], sample['ray_origins']
+    names = sample.get('ray_origin_names') or tuple(f'origin {row}' for row in range(len(origins)))
+    colours = [f'C{row % 10}' for row in range(len(origins))]
+    counts = np.bincount(rows, minlength=len(origins))
+    for row in np.argsort(-counts):  # the largest share drawn first, below the others
+        mine = rows == row
+        ax.scatter(queries[mine, 0], queries[mine, 1], s=2.5, c=colours[row], linewidths=0, rasterized=True)
+        ax.scatter(*origins[row, :2], marker='*', s=180, c=colours[row], edgecolors='black', linewidths=0.6)
+    handles = [Line2D([], [], ls='', marker='o', color=colours[row], label=f'{names[row]}: {counts[row]:,}')
+               for row in range(len(origins))]
+    ax.legend(handles=handles, loc='upper right', fontsize=8, title='queries cast from (star: sensor)',
+              title_fontsize=8)
+    x0, x1, y0, y1 = extent
+    ax.set(xlim=(x0, x1), ylim=(y0, y1), aspect='equal', xlabel='x (m)', ylabel='y (m)')
+    ax.set_title(f'queries by the lidar they were cast from ({x1 - x0:.0f} m wide)')
+
+
 @torch.no_grad()
 def render_sample(model, sample: dict, device, resolution: float = 0.4, bev_z: float = -1.0,
                   slice_y: float = 0.0):
     """A 2x2 matplotlib Figure (not registered with pyplot) for one `SweepDataset` sample; use an eval-mode
-    dataset (no augmentation)."""
+    dataset (no augmentation). A sweep cast from several sensors (Waymo's five lidars) gets a third column:
+    its queries coloured by the lidar they were cast from, whole and around the car."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
@@ -73,8 +99,9 @@ def render_sample(model, sample: dict, device, resolution: float = 0.4, bev_z: f
     model.train(was_training)
 
     points, queries = sample['points'], sample['queries']
-    fig = Figure(figsize=(13, 11))
-    axes = fig.subplots(2, 2)
+    several_origins = len(sample.get('ray_origins', ())) > 1
+    fig = Figure(figsize=(19.5 if several_origins else 13, 11))
+    axes = fig.subplots(2, 3 if several_origins else 2)
     ax = axes[0, 0]
     scatter = ax.scatter(points[:, 0], points[:, 1], c=points[:, 2], s=0.3, cmap='viridis', linewidths=0,
                          rasterized=True)
@@ -106,6 +133,11 @@ def render_sample(model, sample: dict, device, resolution: float = 0.4, bev_z: f
     x0, x1, y0, y1 = grids['bev_extent']
     for ax in (axes[0, 0], axes[0, 1], axes[1, 1]):
         ax.set(xlim=(x0, x1), ylim=(y0, y1), aspect='equal', xlabel='x (m)', ylabel='y (m)')
+    if several_origins:
+        draw_query_origins(axes[0, 2], sample, (x0, x1, y0, y1))
+        origins = sample['ray_origins']
+        centre, half = origins[:, :2].mean(0), np.abs(origins[:, :2] - origins[:, :2].mean(0)).max() + ZOOM_MARGIN_M
+        draw_query_origins(axes[1, 2], sample, (centre[0] - half, centre[0] + half, centre[1] - half, centre[1] + half))
     fig.suptitle(f'ALSO occupancy, sweep {sample["frame_id"]}')
     fig.tight_layout()
     return fig
