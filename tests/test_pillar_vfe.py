@@ -5,7 +5,8 @@ import torch
 from easydict import EasyDict
 
 from also_pcdet.datasets.voxelizer import Voxelizer
-from also_pcdet.models.backbones import DynMeanVFE, DynPillarVFE, MeanVFE, PillarVFE, PointPillarScatter
+from also_pcdet.models.backbones import (DynamicPillarVFESimple2D, DynMeanVFE, DynPillarVFE, MeanVFE, PillarVFE,
+                                         PointPillarScatter)
 
 PC_RANGE = [0.0, -3.2, -2.0, 6.4, 3.2, 4.0]
 PILLAR = [0.32, 0.32, 6.0]
@@ -115,3 +116,20 @@ def test_scatter_puts_each_pillar_at_its_cell():
     assert torch.equal(bev[1, :, 0, 0], features[2]) and bev.abs().sum() == features.sum() and bev[2].abs().sum() == 0
     with pytest.raises(ValueError, match='one z cell'):
         PointPillarScatter(EasyDict(NUM_BEV_FEATURES=3), [5, 4, 40])
+
+
+def test_pillarnet_vfe_decorates_with_centre_offset_then_raw_features():
+    """One point per pillar: the feature is ReLU(BN(W [offset from the pillar centre, raw point])), pillars
+    keyed (b, y, x) in `pillar_coords`."""
+    cfg = EasyDict(WITH_DISTANCE=False, USE_ABSLOTE_XYZ=True, USE_CLUSTER_XYZ=False, USE_NORM=True, NUM_FILTERS=[6])
+    torch.manual_seed(0)
+    vfe = DynamicPillarVFESimple2D(cfg, 4, PILLAR, grid(PILLAR), PC_RANGE).eval()
+    assert vfe.pfn_layers[0].linear.weight.shape == (6, 7)
+    points = torch.tensor([[0, 0.5, -3.0, 1.0, 0.3], [1, 6.3, 3.1, -1.5, 0.9]])
+    out = vfe({'points': points, 'batch_size': 2})
+    assert out['pillar_coords'].tolist() == [[0, 0, 1], [1, 19, 19]]
+    centres = torch.tensor([[0.48, -3.04, 1.0], [6.24, 3.04, 1.0]])   # x, y cell centres; z mid-range
+    decorated = torch.cat([points[:, 1:4] - centres, points[:, 1:]], 1)
+    layer = vfe.pfn_layers[0]
+    expected = torch.relu(layer.norm(layer.linear(decorated)))
+    torch.testing.assert_close(out['pillar_features'], expected)

@@ -8,13 +8,13 @@ import torch
 from also_pcdet.datasets.voxelizer import Voxelizer
 from stock_facts import MODULES, build_stock, configs_of, module_layout, stock_configs
 
-FAMILIES = ('voxel', 'pillar')
+FAMILIES = ('voxel', 'pillar', 'pillarnet', 'voxelnext')
 COVERED = configs_of(*FAMILIES)
 
 
 def test_every_config_of_the_covered_families_is_tested():
     counts = {family: len(configs_of(family)) for family in FAMILIES}
-    assert counts == {'voxel': 28, 'pillar': 9}
+    assert counts == {'voxel': 28, 'pillar': 9, 'pillarnet': 3, 'voxelnext': 5}
 
 
 @pytest.mark.parametrize('name', COVERED)
@@ -26,7 +26,11 @@ def test_state_dict_equals_openpcdet(name):
         assert module_layout(model, module) == entry['backbone_state'].get(module, []), module
     assert [key for key in model.state_dict() if key != 'global_step'] == [
         key for module in MODULES for key, _ in entry['backbone_state'].get(module, [])]
-    assert model.backbone_2d.num_bev_features == entry['num_bev_features']
+    if model.backbone_2d is not None:
+        assert model.backbone_2d.num_bev_features == entry['num_bev_features']
+    else:   # VoxelNeXt: the sparse BEV tensor's channels
+        assert model.backbone_3d.num_point_features == entry['num_bev_features']
+
 
 
 def crop(entry, cells):
@@ -67,7 +71,15 @@ def test_bev_stride_equals_openpcdet(name, one_thread):
     with torch.no_grad():
         for module in model.module_list:
             batch = module(batch)
-    bev = batch['spatial_features_2d']
-    assert bev.shape[:2] == (2, entry['num_bev_features'])
-    assert [cells / bev.shape[2], cells / bev.shape[3]] == [entry['bev_stride']] * 2
+    if model.backbone_2d is not None:
+        bev = batch['spatial_features_2d']
+        assert bev.shape[:2] == (2, entry['num_bev_features'])
+        height, width = bev.shape[2:]
+    else:   # VoxelNeXt: the active cells of a sparse BEV tensor
+        sparse = batch['encoded_spconv_tensor']
+        height, width = sparse.spatial_shape
+        bev = sparse.features
+        assert bev.shape[1] == entry['num_bev_features'] and sparse.indices.shape[1] == 3
+        assert 0 < len(bev) <= 2 * height * width and set(sparse.indices[:, 0].tolist()) == {0, 1}
+    assert [cells / height, cells / width] == [entry['bev_stride']] * 2
     assert torch.isfinite(bev).all() and bev.abs().sum() > 0

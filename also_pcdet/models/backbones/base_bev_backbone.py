@@ -78,3 +78,28 @@ class BaseBEVBackbone(nn.Module):
             x = self.deblocks[-1](x)
         data_dict['spatial_features_2d'] = x
         return data_dict
+
+
+class BaseBEVBackboneV1(nn.Module):
+    """PillarNet's neck: reads `multi_scale_2d_features` x_conv4 (stride 8) and x_conv5 (stride 16); x_conv5
+    goes through block 1 and both are upsampled (deblocks 0, 1) to stride 8, concatenated and refined by
+    block 0; writes `spatial_features_2d`. Two levels; blocks keep NUM_FILTERS[i] channels (stride 1)."""
+
+    def __init__(self, model_cfg, **kwargs):
+        super().__init__()
+        self.model_cfg = model_cfg
+        layer_nums, num_filters = model_cfg.LAYER_NUMS, model_cfg.NUM_FILTERS
+        up_strides, up_filters = model_cfg.UPSAMPLE_STRIDES, model_cfg.NUM_UPSAMPLE_FILTERS
+        if not len(layer_nums) == len(num_filters) == len(up_strides) == len(up_filters) == 2:
+            raise ValueError('BaseBEVBackboneV1 needs two entries in LAYER_NUMS, NUM_FILTERS, UPSAMPLE_STRIDES '
+                             'and NUM_UPSAMPLE_FILTERS')
+        self.blocks = nn.ModuleList(_stage(c, c, 1, n) for c, n in zip(num_filters, layer_nums))
+        self.deblocks = nn.ModuleList(_upsample(c_in, c_out, s, conv_for_no_stride=False)
+                                      for c_in, c_out, s in zip(num_filters, up_filters, up_strides))
+        self.num_bev_features = sum(up_filters)
+
+    def forward(self, data_dict):
+        features = data_dict['multi_scale_2d_features']
+        ups = [self.deblocks[0](features['x_conv4']), self.deblocks[1](self.blocks[1](features['x_conv5']))]
+        data_dict['spatial_features_2d'] = self.blocks[0](torch.cat(ups, dim=1))
+        return data_dict

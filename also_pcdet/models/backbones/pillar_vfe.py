@@ -10,13 +10,6 @@ from torch import nn
 from .scatter import cell_of_points, group_points, scatter_max, scatter_mean
 
 
-def pfn_widths(model_cfg, num_point_features):
-    """(input width, NUM_FILTERS...) of the PFN stack: raw features + 3 cluster + 3 centre offsets
-    (minus x, y, z without USE_ABSLOTE_XYZ) + 1 with WITH_DISTANCE."""
-    width = num_point_features + (6 if model_cfg.USE_ABSLOTE_XYZ else 3) + (1 if model_cfg.WITH_DISTANCE else 0)
-    return [width, *model_cfg.NUM_FILTERS]
-
-
 class _PFNBase(nn.Module):
     """Linear (no bias when followed by BatchNorm) -> BatchNorm1d -> ReLU; all but the last layer
     output half their width and append the pillar maximum to every point."""
@@ -60,7 +53,7 @@ class _PillarVFEBase(nn.Module):
         self.use_norm = model_cfg.USE_NORM
         self.with_distance = model_cfg.WITH_DISTANCE
         self.use_absolute_xyz = model_cfg.USE_ABSLOTE_XYZ
-        widths = pfn_widths(model_cfg, num_point_features)
+        widths = [self.point_width(model_cfg, num_point_features), *model_cfg.NUM_FILTERS]
         if len(widths) < 2:
             raise ValueError('PillarVFE needs at least one NUM_FILTERS entry')
         self.num_filters = widths[1:]
@@ -71,6 +64,12 @@ class _PillarVFEBase(nn.Module):
         self.point_cloud_range = [float(v) for v in point_cloud_range]
         # centre of cell 0 along x, y, z
         self.offset = [v / 2 + low for v, low in zip(self.voxel_size, self.point_cloud_range[:3])]
+
+    @staticmethod
+    def point_width(model_cfg, num_point_features):
+        """Width of a decorated point: raw features + 3 cluster + 3 centre offsets (minus x, y, z without
+        USE_ABSLOTE_XYZ) + 1 with WITH_DISTANCE."""
+        return num_point_features + (6 if model_cfg.USE_ABSLOTE_XYZ else 3) + (1 if model_cfg.WITH_DISTANCE else 0)
 
     def get_output_feature_dim(self):
         return self.num_filters[-1]
@@ -130,4 +129,27 @@ class DynPillarVFE(_PillarVFEBase):
         batch_dict['pillar_features'] = features
         batch_dict['voxel_coords'] = torch.stack(
             [unique // (nx * ny), torch.zeros_like(unique), unique % ny, (unique // ny) % nx], dim=1).int()
+        return batch_dict
+
+
+class DynamicPillarVFESimple2D(DynPillarVFE):
+    """PillarNet's VFE: like DynPillarVFE, but each point is decorated only with its offset from the pillar
+    centre (first) and its raw features (x, y, z dropped without USE_ABSLOTE_XYZ), plus the distance with
+    WITH_DISTANCE; writes `pillar_features` (V, NUM_FILTERS[-1]) and `pillar_coords` (V, 3) as (b, y, x).
+    USE_CLUSTER_XYZ is read by OpenPCDet's config but not used by its module."""
+
+    @staticmethod
+    def point_width(model_cfg, num_point_features):
+        return num_point_features + (3 if model_cfg.USE_ABSLOTE_XYZ else 0) + (1 if model_cfg.WITH_DISTANCE else 0)
+
+    def _decorate(self, raw, xyz, cluster_mean, cell_xyz):
+        centre = cell_xyz.to(xyz.dtype) * xyz.new_tensor(self.voxel_size) + xyz.new_tensor(self.offset)
+        features = [xyz - centre, raw if self.use_absolute_xyz else raw[..., 3:]]
+        if self.with_distance:
+            features.append(torch.linalg.vector_norm(xyz, dim=-1, keepdim=True))
+        return torch.cat(features, dim=-1)
+
+    def forward(self, batch_dict, **kwargs):
+        batch_dict = super().forward(batch_dict)
+        batch_dict['pillar_coords'] = batch_dict.pop('voxel_coords')[:, [0, 2, 3]].contiguous()
         return batch_dict

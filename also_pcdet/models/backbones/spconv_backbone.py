@@ -11,14 +11,18 @@ from torch import nn
 _bn1d = partial(nn.BatchNorm1d, eps=1e-3, momentum=0.01)
 
 
-def post_act_block(c_in, c_out, kernel_size, indice_key, stride=1, padding=0, conv_type='subm'):
+SUBM = {2: spconv.SubMConv2d, 3: spconv.SubMConv3d}
+SPARSE = {2: spconv.SparseConv2d, 3: spconv.SparseConv3d}
+
+
+def post_act_block(c_in, c_out, kernel_size, indice_key, stride=1, padding=0, conv_type='subm', ndim=3):
     """Sparse conv (no bias) -> BatchNorm1d -> ReLU; `conv_type` 'subm' keeps the active sites,
-    'spconv' is a regular (strided) sparse conv."""
+    'spconv' is a regular (strided) sparse conv; `ndim` 3 (voxels) or 2 (pillars / BEV)."""
     if conv_type == 'subm':
-        conv = spconv.SubMConv3d(c_in, c_out, kernel_size, bias=False, indice_key=indice_key)
+        conv = SUBM[ndim](c_in, c_out, kernel_size, bias=False, indice_key=indice_key)
     elif conv_type == 'spconv':
-        conv = spconv.SparseConv3d(c_in, c_out, kernel_size, stride=stride, padding=padding,
-                                   bias=False, indice_key=indice_key)
+        conv = SPARSE[ndim](c_in, c_out, kernel_size, stride=stride, padding=padding, bias=False,
+                            indice_key=indice_key)
     else:
         raise ValueError(f"conv_type must be 'subm' or 'spconv', got {conv_type!r}")
     return spconv.SparseSequential(conv, _bn1d(c_out), nn.ReLU())
@@ -29,15 +33,15 @@ _down = partial(post_act_block, kernel_size=3, stride=2, conv_type='spconv')
 
 
 class SparseBasicBlock(spconv.SparseModule):
-    """Residual block of two submanifold 3x3x3 convs (with bias unless `bias=False`), BN and ReLU."""
+    """Residual block of two submanifold 3x3(x3) convs (with bias unless `bias=False`), BN and ReLU."""
 
-    def __init__(self, channels, indice_key, bias=None):
+    def __init__(self, channels, indice_key, bias=None, ndim=3):
         super().__init__()
         bias = True if bias is None else bias
-        self.conv1 = spconv.SubMConv3d(channels, channels, 3, padding=1, bias=bias, indice_key=indice_key)
+        self.conv1 = SUBM[ndim](channels, channels, 3, padding=1, bias=bias, indice_key=indice_key)
         self.bn1 = _bn1d(channels)
         self.relu = nn.ReLU()
-        self.conv2 = spconv.SubMConv3d(channels, channels, 3, padding=1, bias=bias, indice_key=indice_key)
+        self.conv2 = SUBM[ndim](channels, channels, 3, padding=1, bias=bias, indice_key=indice_key)
         self.bn2 = _bn1d(channels)
 
     def forward(self, x):
