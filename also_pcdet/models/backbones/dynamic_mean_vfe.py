@@ -10,6 +10,8 @@ class DynMeanVFE(nn.Module):
     `voxel_coords` (V, 4) as (batch, z, y, x), one row per occupied voxel, points outside the grid dropped.
     Same outputs as OpenPCDet's DynMeanVFE (which uses torch_scatter); no parameters."""
 
+    READS_POINTS = True   # the loader must collate `points` (models.batch_inputs)
+
     def __init__(self, model_cfg, num_point_features, voxel_size, grid_size, point_cloud_range, **kwargs):
         super().__init__()
         self.model_cfg = model_cfg

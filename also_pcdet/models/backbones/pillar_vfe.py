@@ -110,6 +110,8 @@ class DynPillarVFE(_PillarVFEBase):
     and `voxel_coords` (V, 4) as (b, 0, y, x) for every pillar holding a point inside the x-y grid.
     The pillar centre's z is the range's middle (one z cell); OpenPCDet's version uses torch_scatter."""
 
+    READS_POINTS = True   # the loader must collate `points` (models.batch_inputs)
+
     def __init__(self, model_cfg, num_point_features, voxel_size, grid_size, point_cloud_range, **kwargs):
         super().__init__(PFNLayerV2, model_cfg, num_point_features, voxel_size, point_cloud_range)
         self.grid_size = [int(g) for g in grid_size]
