@@ -23,10 +23,10 @@ def _resolve_base(base: str, including_file: Path) -> Path:
                       f'directory, beside the file, and under {REPO_ROOT})')
 
 
-def _merge(into: EasyDict, new: dict, source: Path) -> EasyDict:
+def _merge(into: EasyDict, new: dict, source: Path, chain: tuple) -> EasyDict:
     if '_BASE_CONFIG_' in new:
         base_path = _resolve_base(new['_BASE_CONFIG_'], source)
-        into.update(load_yaml_with_bases(base_path))
+        into.update(load_yaml_with_bases(base_path, chain))
     for key, val in new.items():
         if key == '_BASE_CONFIG_':
             continue
@@ -34,24 +34,29 @@ def _merge(into: EasyDict, new: dict, source: Path) -> EasyDict:
             into.setdefault(key, EasyDict())
             if not isinstance(into[key], dict):
                 into[key] = EasyDict()
-            _merge(into[key], val, source)
+            _merge(into[key], val, source, chain)
         else:
             into[key] = val
     return into
 
 
-def load_yaml_with_bases(path) -> EasyDict:
-    """Read one YAML file, filling every section that names `_BASE_CONFIG_` from that file first."""
+def load_yaml_with_bases(path, chain: tuple = ()) -> EasyDict:
+    """Read one YAML file, filling every section that names `_BASE_CONFIG_` from that file first. `chain`:
+    the files whose `_BASE_CONFIG_` led here; a file that comes back is a ConfigError naming the cycle."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f'config file not found: {path}')
+    resolved = path.resolve()
+    if resolved in chain:
+        cycle = [str(p) for p in chain[chain.index(resolved):]] + [str(resolved)]
+        raise ConfigError('_BASE_CONFIG_ cycle: ' + ' -> '.join(cycle))
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f'{path}: not valid YAML: {err}') from err
     if not isinstance(data, dict):
         raise ConfigError(f'{path}: top level must be a mapping')
-    return _merge(EasyDict(), data, path)
+    return _merge(EasyDict(), data, path, chain + (resolved,))
 
 
 def cfg_from_yaml_file(path, cfg: EasyDict = None) -> EasyDict:

@@ -1,5 +1,6 @@
 """Checks that fail a bad config before training starts, naming the key or path."""
 import difflib
+import math
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +120,60 @@ def value_errors(cfg) -> list:
                       f'cap, or null / 0 for no cap')
     if not 0 <= data.get('MAX_BAD_FRACTION', 0.0) < 1:
         errors.append(f'DATA_CONFIG.MAX_BAD_FRACTION {data.MAX_BAD_FRACTION} must be in [0, 1)')
+    return errors + _number_errors(cfg)
+
+
+# Numeric settings and the values they take: (lowest, highest, whether the lowest itself is allowed).
+AT_LEAST_1, POSITIVE, NOT_NEGATIVE = (1, None, True), (0, None, False), (0, None, True)
+NUMBER_RANGES = {
+    'OPTIMIZATION.BATCH_SIZE_PER_GPU': AT_LEAST_1, 'OPTIMIZATION.NUM_EPOCHS': AT_LEAST_1,
+    'OPTIMIZATION.LR': POSITIVE, 'OPTIMIZATION.WEIGHT_DECAY': NOT_NEGATIVE, 'OPTIMIZATION.MOMENTUM': (0, 1, True),
+    'OPTIMIZATION.GRAD_NORM_CLIP': NOT_NEGATIVE, 'OPTIMIZATION.MAX_NONFINITE_STEPS': AT_LEAST_1,
+    'OPTIMIZATION.CKPT_SAVE_ITERS': NOT_NEGATIVE, 'OPTIMIZATION.LOG_INTERVAL': AT_LEAST_1,
+    'DATA_CONFIG.QUERIES.NUM_QUERIES': AT_LEAST_1, 'DATA_CONFIG.QUERIES.DECIMATION_CELL': POSITIVE,
+    'DATA_CONFIG.QUERIES.BAND': POSITIVE, 'DATA_CONFIG.AUGMENTATION.FLIP_X_PROB': (0, 1, True),
+    'DATA_CONFIG.VOXELIZATION.MAX_POINTS_PER_VOXEL': AT_LEAST_1,
+    'DATA_CONFIG.VOXELIZATION.MAX_NUMBER_OF_VOXELS.train': AT_LEAST_1,
+    'DATA_CONFIG.VOXELIZATION.MAX_NUMBER_OF_VOXELS.test': AT_LEAST_1,
+    'DATA_CONFIG.SAMPLE_INTERVAL.train': AT_LEAST_1, 'DATA_CONFIG.SAMPLE_INTERVAL.test': AT_LEAST_1,
+    'MODEL.DENSE_HEAD.LATENT_SIZE': AT_LEAST_1, 'MODEL.DENSE_HEAD.RADIUS': POSITIVE,
+    'MODEL.DENSE_HEAD.MAX_NEIGHBOURS': AT_LEAST_1, 'MODEL.DENSE_HEAD.DECODER_HIDDEN': AT_LEAST_1,
+    'MODEL.DENSE_HEAD.DECODER_LAYERS': AT_LEAST_1, 'MODEL.DENSE_HEAD.LOSS_WEIGHTS.OCCUPANCY': NOT_NEGATIVE,
+    'MODEL.DENSE_HEAD.LOSS_WEIGHTS.INTENSITY': NOT_NEGATIVE,
+}
+
+
+def _number_errors(cfg) -> list:
+    """Every number of the config must be finite (no .nan / .inf), and those in NUMBER_RANGES in range."""
+    errors = [f'{key} is {value}: every number must be finite' for key, value in _numbers(cfg)
+              if not math.isfinite(value)]
+    for key, (low, high, low_ok) in NUMBER_RANGES.items():
+        value = _lookup(cfg, key)
+        if isinstance(value, (int, float)) and math.isfinite(value) and (
+                value < low or (value == low and not low_ok) or (high is not None and value > high)):
+            bound = f'{"at least" if low_ok else "above"} {low}' + (f' and at most {high}' if high is not None else '')
+            errors.append(f'{key} must be {bound}, got {value!r}')
     return errors
+
+
+def _numbers(node, prefix=''):
+    """(dotted key, value) of every number in a config section, inside lists too."""
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in items:
+        dotted = f'{prefix}.{key}' if prefix and isinstance(node, dict) else f'{prefix}[{key}]' if prefix else str(key)
+        if isinstance(value, (dict, list, tuple)):
+            yield from _numbers(value, dotted)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield dotted, value
+
+
+def _lookup(cfg, dotted: str):
+    node = cfg
+    for key in dotted.split('.'):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
 
 
 def _grid_errors(cells, backbone: str) -> list:

@@ -32,10 +32,10 @@ def test_save_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
 
 def test_rotation_and_resume_discovery(tmp_path):
     for epoch in range(1, 5):
-        save_atomic({'it': 10 * epoch}, tmp_path / f'checkpoint_epoch_{epoch}.pth')
+        save_atomic({'model_state': {}, 'it': 10 * epoch}, tmp_path / f'checkpoint_epoch_{epoch}.pth')
     rotate_checkpoints(tmp_path, keep=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['checkpoint_epoch_3.pth', 'checkpoint_epoch_4.pth']
-    save_atomic({'it': 45}, tmp_path / 'latest_model.pth')
+    save_atomic({'model_state': {}, 'it': 45}, tmp_path / 'latest_model.pth')
     assert find_resume_checkpoint(tmp_path) == (tmp_path / 'latest_model.pth', [])
     (tmp_path / 'checkpoint_epoch_5.pth').write_bytes(b'PK\x03\x04 truncated')  # not written by save_atomic
     best, errors = find_resume_checkpoint(tmp_path)

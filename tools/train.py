@@ -44,9 +44,17 @@ def parse_args(argv=None):
     p.add_argument('--amp', action='store_true', help='float16 mixed precision (CUDA only)')
     p.add_argument('--output_root', default='output', help='where output/<cfg>/<extra_tag>/ goes')
     p.add_argument('--eval_interval', type=int, default=0, help='validate every N epochs on the val split (0 = off)')
+    p.add_argument('--fresh_start', action='store_true',
+                   help='start from iteration 0 even if the output folder holds only unreadable checkpoints '
+                        '(they get overwritten); without it such a folder stops the run')
     p.add_argument('--dump_final_state', metavar='DIR', default=None,
                    help='debug: every process saves its final state to DIR/rank_<R>.pth (DDP replicas must agree)')
     args = p.parse_args(argv)
+    for flag, lowest in (('batch_size', 1), ('epochs', 1), ('workers', 0), ('ckpt_save_interval', 1),
+                         ('eval_interval', 0)):
+        value = getattr(args, flag)
+        if value is not None and value < lowest:
+            p.error(f'--{flag} must be at least {lowest}, got {value}')
     if args.max_ckpt_save_num < 1:
         p.error('--max_ckpt_save_num must be at least 1 (the last epoch checkpoint is exported)')
     if args.merge_all_iters_to_one_epoch:
@@ -63,8 +71,8 @@ def main(argv=None):
     global_cfg = pcdet_seam.pcdet_global_cfg()
     if global_cfg is not None:
         global_cfg.update(cfg)
-    batch_size = args.batch_size or cfg.OPTIMIZATION.BATCH_SIZE_PER_GPU
-    epochs = args.epochs or cfg.OPTIMIZATION.NUM_EPOCHS
+    batch_size = args.batch_size if args.batch_size is not None else cfg.OPTIMIZATION.BATCH_SIZE_PER_GPU
+    epochs = args.epochs if args.epochs is not None else cfg.OPTIMIZATION.NUM_EPOCHS
 
     out_dir = output_dir_for(args.cfg_file, args.extra_tag, args.output_root)
     ckpt_dir = out_dir / 'ckpt'
@@ -109,6 +117,10 @@ def main(argv=None):
     resume_from = args.ckpt
     if resume_from is None:
         resume_from, errors = find_resume_checkpoint(ckpt_dir)
+        if errors and resume_from is None and not args.fresh_start:
+            raise RuntimeError(f'{ckpt_dir} holds only unreadable checkpoints, so this run cannot resume: '
+                               + '; '.join(errors) + '. Repair or move them, or pass --fresh_start to start '
+                               'from iteration 0 (they will be overwritten)')
         for error in errors:
             logger.warning(f'not resuming from an unreadable checkpoint: {error}')
     if resume_from is not None:

@@ -73,12 +73,37 @@ def load_checkpoint(path, map_location='cpu', mmap: bool = False) -> dict:
         raise RuntimeError(f'{path}: cannot load checkpoint ({type(err).__name__}: {err})') from err
 
 
-def load_with_model_state(path) -> dict:
-    """`load_checkpoint`, requiring OpenPCDet's `model_state` entry (a KeyError naming the file otherwise)."""
-    ckpt = load_checkpoint(path)
+class CheckpointError(KeyError):
+    """A loadable file that is no OpenPCDet checkpoint (a KeyError, as OpenPCDet's loader raises, whose
+    message reads without KeyError's quotes)."""
+
+    def __str__(self):
+        return str(self.args[0])
+
+
+def model_state_problem(ckpt) -> str:
+    """What keeps a loaded file from being an OpenPCDet checkpoint: no `model_state` entry, or one that is not
+    a dict of parameter name -> tensor ('' when nothing does)."""
     if not isinstance(ckpt, dict) or 'model_state' not in ckpt:
-        keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise KeyError(f'{path}: no "model_state" entry; keys are {keys}')
+        keys = sorted(map(str, ckpt)) if isinstance(ckpt, dict) else f'none (it holds a {type(ckpt).__name__})'
+        return f'no "model_state" entry; keys are {keys}'
+    state = ckpt['model_state']
+    if not isinstance(state, dict):
+        return f'"model_state" is a {type(state).__name__}, not a dict of parameter name -> tensor'
+    bad = [key for key, value in state.items() if not isinstance(key, str) or not torch.is_tensor(value)]
+    if bad:
+        return (f'"model_state" has {len(bad)} entries that are not parameter name -> tensor, e.g. {bad[0]!r}: '
+                f'{type(state[bad[0]]).__name__}')
+    return ''
+
+
+def load_with_model_state(path, mmap: bool = False) -> dict:
+    """`load_checkpoint`, requiring OpenPCDet's `model_state` (a dict of tensors): CheckpointError naming the
+    file and the problem otherwise."""
+    ckpt = load_checkpoint(path, mmap=mmap)
+    problem = model_state_problem(ckpt)
+    if problem:
+        raise CheckpointError(f'{path}: {problem}')
     return ckpt
 
 
@@ -103,8 +128,8 @@ def find_resume_checkpoint(ckpt_dir):
     best, best_it, errors = None, -1, []
     for path in candidates:
         try:
-            it = int(load_checkpoint(path, mmap=True)['it'])
-        except (RuntimeError, KeyError) as err:
+            it = int(load_with_model_state(path, mmap=True)['it'])
+        except (RuntimeError, KeyError, TypeError, ValueError) as err:
             errors.append(str(err))
             continue
         if it > best_it:

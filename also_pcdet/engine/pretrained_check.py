@@ -15,7 +15,7 @@ from easydict import EasyDict
 
 from .. import pcdet_seam
 from ..config import cfg_from_yaml_file
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, model_state_problem
 from .export import BACKBONE_PREFIXES
 
 SECTIONS = ('VFE', 'BACKBONE_3D', 'MAP_TO_BEV', 'BACKBONE_2D')
@@ -116,7 +116,11 @@ def check_pretrained(ckpt_path, cfg) -> LoadCheck:
     model_state = model.state_dict()
     backbone = [key for key in model_state if key.startswith(BACKBONE_PREFIXES)]
     ckpt = load_checkpoint(ckpt_path)
-    if not isinstance(ckpt, dict) or 'model_state' not in ckpt:
+    problem = model_state_problem(ckpt)
+    if problem and isinstance(ckpt, dict) and 'model_state' in ckpt:
+        return LoadCheck([f"==> {ckpt_path}: {problem}; OpenPCDet's load_params_from_file fails on it, nothing "
+                          f"loads"], 0, len(model_state), dict.fromkeys(backbone, problem), '')
+    if problem:
         keys = list(ckpt) if isinstance(ckpt, dict) else []
         log = [f"==> {ckpt_path} has no 'model_state' entry (top-level keys: {keys[:3]}{' ...' if keys[3:] else ''}): "
                f"OpenPCDet's load_params_from_file stops with KeyError: 'model_state'; nothing loads"]
