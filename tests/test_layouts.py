@@ -199,12 +199,18 @@ def test_waymo_processed_source_tags_each_point_with_its_lidar(roots):
     assert build_source(moved.DATA_CONFIG, root, 'train').read(0)[1].table[1].tolist() == [4.0, 0.0, 0.5]
 
 
-def test_waymo_configs_agree_on_the_same_frames(roots):
-    """The processed and the tfrecord configs give the same points and ray origins for the same frame."""
-    processed = build_source(config('waymo', roots['waymo_processed']).DATA_CONFIG, roots['waymo_processed'], 'val')
-    raw = build_source(config('waymo_tfrecord', roots['waymo_tfrecord']).DATA_CONFIG, roots['waymo_tfrecord'], 'val')
+@pytest.mark.parametrize('keep_nlz', ['True', 'False'])
+def test_waymo_configs_agree_on_the_same_frames(roots, keep_nlz):
+    """The processed and the tfrecord configs give the same points and ray origins for the same frame, with
+    no-label-zone points kept (the shipped setting) or dropped."""
+    nlz = ('DATA_CONFIG.DISABLE_NLZ_FLAG_ON_POINTS', keep_nlz)
+    processed = build_source(config('waymo', roots['waymo_processed'], *nlz).DATA_CONFIG, roots['waymo_processed'], 'val')
+    raw = build_source(config('waymo_tfrecord', roots['waymo_tfrecord'], *nlz).DATA_CONFIG, roots['waymo_tfrecord'],
+                       'val')
     assert len(processed) == len(raw) == 1
     (points, origins), (raw_points, raw_origins) = processed.read(0), raw.read(0)
+    flags = np.load(processed.path(0))[:, 5]
+    assert len(points) == (len(flags) if keep_nlz == 'True' else (flags == -1).sum()) and (flags == 1).any()
     np.testing.assert_allclose(raw_points, points, atol=1e-3)
     np.testing.assert_array_equal(raw_origins.index, origins.index)
     np.testing.assert_allclose(raw_origins.table, origins.table)
@@ -212,7 +218,7 @@ def test_waymo_configs_agree_on_the_same_frames(roots):
 
 def test_waymo_segment_without_info_list(roots, tmp_path):
     """Without num_points_of_each_lidar the lidar of a point is unknown: that segment is warned about and its
-    frames skipped; with no info list at all the source refuses to build."""
+    frames skipped; with no info list at all the source refuses to build; a damaged one skips its frames."""
     import shutil
     root = tmp_path / 'waymo'
     shutil.copytree(roots['waymo_processed'], root)
@@ -232,6 +238,12 @@ def test_waymo_segment_without_info_list(roots, tmp_path):
     source = build_source(cfg.DATA_CONFIG, root, 'train')
     with pytest.raises(SweepError, match='frame 7 is not in segment-0000_with_camera_labels.pkl'):
         source.read(1)
+    info = folder.parent / 'segment-0000_with_camera_labels' / 'segment-0000_with_camera_labels.pkl'
+    info.write_bytes(info.read_bytes()[:50])  # a damaged info list skips its segment's frames, naming it
+    source = build_source(cfg.DATA_CONFIG, root, 'train')
+    for index in (0, 1):
+        with pytest.raises(SweepError, match=f'{source.path(index)}: {info}: cannot read the info list'):
+            source.read(index)
 
 
 def test_waymo_tfrecord_source_indexes_once_and_caches(roots):

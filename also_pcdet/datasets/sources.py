@@ -282,7 +282,7 @@ class WaymoProcessedSweeps(SweepSource):
     at that lidar's LIDAR_ORIGINS entry. Both returns of a lidar seed queries (the info does not tell them
     apart). A segment without its info list is named in a warning when the source is built and its frames
     are skipped as unusable (queries cast from the wrong lidar would label occupied space "empty"); when no
-    listed segment has one, building the source fails."""
+    listed segment has one, building the source fails. An unreadable info list skips its segment's frames."""
 
     FEATURES = WAYMO_FEATURES
 
@@ -293,15 +293,12 @@ class WaymoProcessedSweeps(SweepSource):
         self.lidar_origins = dataset_cfg.get('LIDAR_ORIGINS')
         segments = waymo_segments(self.root, split)
         self.items = files_in(self.root, [Path(tag, segment) for segment in segments], '.npy')
-        self.lidar_counts, self.missing_info = {}, {}
+        self.info_paths, self.missing_info, self.lidar_counts = {}, {}, {}
         for segment in segments:
             info = self.root / tag / segment / f'{segment}.pkl'
-            if info.is_file():
-                self.lidar_counts[segment] = read_waymo_info(info)
-            else:
-                self.missing_info[segment] = info
+            (self.info_paths if info.is_file() else self.missing_info)[segment] = info
         if self.missing_info:
-            if not self.lidar_counts:
+            if not self.info_paths:
                 raise SweepError(next(iter(self.missing_info.values())),
                                  f'no info list for any of the {len(segments)} segments: without '
                                  f'num_points_of_each_lidar the lidar of each point is unknown (run '
@@ -315,6 +312,13 @@ class WaymoProcessedSweeps(SweepSource):
         segment = path.parent.name
         if segment in self.missing_info:
             raise SweepError(path, f'no info list {self.missing_info[segment]}: the lidar of each point is unknown')
+        if segment not in self.lidar_counts:  # read on first use (per worker); a bad one skips its frames
+            try:
+                self.lidar_counts[segment] = read_waymo_info(self.info_paths[segment])
+            except SweepError as err:
+                self.lidar_counts[segment] = err
+        if isinstance(self.lidar_counts[segment], SweepError):
+            raise SweepError(path, str(self.lidar_counts[segment]))  # names the info list and its problem
         counts = self.lidar_counts[segment].get(int(path.stem))
         if counts is None:
             raise SweepError(path, f'frame {int(path.stem)} is not in {segment}.pkl: the lidar of each point '
