@@ -8,15 +8,19 @@ from also_pcdet.models.column_neighbours import column_neighbours
 GRID_MIN, CELL, HW = (0.0, -8.0), (0.4, 0.4), (40, 44)   # y: 40 cells from -8 m, x: 44 cells from 0 m
 
 
-def brute_force(query_xy, query_batch, radius, max_neighbours, grid_min=GRID_MIN, cell=CELL, hw=HW):
-    """{(query, flat cell)} of the nearest `max_neighbours` cell centres within `radius`, per query."""
+def brute_force(query_xy, query_batch, radius, max_neighbours, grid_min=GRID_MIN, cell=CELL, hw=HW, active=None):
+    """{(query, flat cell)} of the nearest `max_neighbours` cell centres within `radius` (only `active` ones
+    when given, a (B*H*W,) bool array), per query."""
     height, width = hw
     iy, ix = np.meshgrid(np.arange(height), np.arange(width), indexing='ij')
     centres = np.stack([grid_min[0] + (ix + 0.5) * cell[0], grid_min[1] + (iy + 0.5) * cell[1]], -1).reshape(-1, 2)
     pairs = set()
     for q, (xy, b) in enumerate(zip(query_xy, query_batch)):
         dist = np.linalg.norm(centres - xy, axis=1)
-        inside = np.flatnonzero(dist <= radius)
+        near = dist <= radius
+        if active is not None:
+            near &= active[int(b) * height * width:(int(b) + 1) * height * width]
+        inside = np.flatnonzero(near)
         for cell in inside[np.argsort(dist[inside], kind='stable')][:max_neighbours]:
             pairs.add((q, int(b) * height * width + int(cell)))
     return pairs
@@ -72,3 +76,21 @@ def test_pillar_map_at_stride_two_matches_brute_force():
     q, flat, centres = column_neighbours(torch.tensor(xy), torch.tensor(batch), grid_min, cell, hw, 1.0, 32)
     assert set(zip(q.tolist(), flat.tolist())) == brute_force(xy, batch, 1.0, 32, grid_min, cell, hw)
     assert np.linalg.norm(centres.numpy() - xy[q.numpy()], axis=1).max() <= 1.0 + 1e-9
+
+
+@pytest.mark.parametrize('max_neighbours', [32, 3])
+def test_sparse_map_pairs_queries_with_active_cells_only(max_neighbours):
+    """VoxelNeXt's sparse BEV map: inactive cells are never paired, and the cap keeps the nearest active ones."""
+    rng = np.random.default_rng(2)
+    active = rng.random(3 * HW[0] * HW[1]) < 0.3
+    xy = np.stack([rng.uniform(-1.5, 19.0, 400), rng.uniform(-9.5, 9.5, 400)], 1)
+    batch = rng.integers(0, 3, 400)
+    q, flat, _ = column_neighbours(torch.tensor(xy), torch.tensor(batch), GRID_MIN, CELL, HW, 1.0,
+                                   max_neighbours, active=torch.tensor(active))
+    assert active[flat.numpy()].all()
+    truth = brute_force(xy, batch, 1.0, max_neighbours, active=active)
+    got = set(zip(q.tolist(), flat.tolist()))
+    if max_neighbours >= 32:
+        assert got == truth
+    else:
+        assert sorted(kept_distances(got, xy)) == sorted(kept_distances(truth, xy))

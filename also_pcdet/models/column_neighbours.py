@@ -13,9 +13,9 @@ def window_offsets(radius: float, cell_size, device) -> torch.Tensor:
 
 
 def column_neighbours(query_xy: torch.Tensor, query_batch: torch.Tensor, grid_min, cell_size, grid_hw,
-                      radius: float, max_neighbours: int):
+                      radius: float, max_neighbours: int, active: torch.Tensor = None):
     """Pair each query with the BEV cells whose centres lie within `radius` in x-y (at most
-    `max_neighbours`, nearest kept).
+    `max_neighbours`, nearest kept); with `active` (B*H*W,) bool, only with active cells (a sparse BEV map).
 
     query_xy (Q, 2) metres; query_batch (Q,) batch index; grid_min (x, y) of the map's corner;
     cell_size (x, y) metres per BEV cell; grid_hw (H, W) with H along y and W along x.
@@ -30,6 +30,9 @@ def column_neighbours(query_xy: torch.Tensor, query_batch: torch.Tensor, grid_mi
     centres = corner + (cells.to(query_xy.dtype) + 0.5) * cell
     dist2 = ((centres - query_xy[:, None, :]) ** 2).sum(-1)
     inside = (cells[..., 0] >= 0) & (cells[..., 0] < width) & (cells[..., 1] >= 0) & (cells[..., 1] < height)
+    if active is not None:
+        ix, iy = cells[..., 0].clamp(0, width - 1), cells[..., 1].clamp(0, height - 1)
+        inside &= active[(query_batch.long()[:, None] * height + iy) * width + ix]
     dist2 = torch.where(inside & (dist2 <= radius ** 2), dist2, torch.full_like(dist2, float('inf')))
     k = min(max_neighbours, dist2.shape[1])
     dist2, pick = torch.topk(dist2, k, dim=1, largest=False, sorted=False)

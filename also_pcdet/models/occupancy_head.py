@@ -108,16 +108,35 @@ class AlsoOccupancyHead(nn.Module):
             raise ValueError(f'BEV map {height}x{width} is not an integer stride of grid {self.grid_size[:2]}')
         return (self.voxel_size[0] * stride_x, self.voxel_size[1] * stride_y)
 
+    def bev_latents(self, batch_dict):
+        """(latents (N, L), map size (H, W), latent row of each of the B*H*W cells or None).
+
+        A dense BEV map (`spatial_features_2d`) gives one latent per cell (row = flat cell, None returned).
+        VoxelNeXt has no dense map: its `encoded_spconv_tensor` (2D, stride 8) gives latents only for its
+        active cells, the same 1x1 projection applied to their features; inactive cells have row -1."""
+        if 'spatial_features_2d' in batch_dict:
+            latents = self.latent_proj(batch_dict['spatial_features_2d'])          # (B, L, H, W)
+            batch, channels, height, width = latents.shape
+            return latents.permute(0, 2, 3, 1).reshape(batch * height * width, channels), (height, width), None
+        sparse = batch_dict['encoded_spconv_tensor']
+        height, width = (int(s) for s in sparse.spatial_shape)
+        latents = F.linear(sparse.features, self.latent_proj.weight.flatten(1), self.latent_proj.bias)
+        b, y, x = sparse.indices.long().unbind(1)
+        row = torch.full((int(batch_dict['batch_size']) * height * width,), -1, dtype=torch.long, device=b.device)
+        row[(b * height + y) * width + x] = torch.arange(len(latents), device=b.device)
+        return latents, (height, width), row
+
     def forward(self, batch_dict):
-        latents = self.latent_proj(batch_dict['spatial_features_2d'])              # (B, L, H, W)
-        batch, channels, height, width = latents.shape
+        latents, (height, width), row = self.bev_latents(batch_dict)
         queries = batch_dict['queries']
         q_index, cell, centres = column_neighbours(
             queries[:, 1:3], queries[:, 0], self.point_cloud_range[:2], self.cell_size((height, width)),
-            (height, width), self.model_cfg.RADIUS, self.model_cfg.MAX_NEIGHBOURS)
-        flat = latents.permute(0, 2, 3, 1).reshape(batch * height * width, channels)
+            (height, width), self.model_cfg.RADIUS, self.model_cfg.MAX_NEIGHBOURS,
+            active=None if row is None else row >= 0)
+        if row is not None:
+            cell = row[cell]
         relative = queries[q_index, 1:4] - F.pad(centres, (0, 1))                  # latent sits at z = 0
-        out = decode_pairs(self.decoder, flat, cell, relative)
+        out = decode_pairs(self.decoder, latents, cell, relative)
         self.forward_ret_dict = {
             'occupancy_logits': out[:, 0], 'intensity': out[:, 1], 'query_index': q_index,
             'occupancy_target': batch_dict['query_occupancy'][q_index],
