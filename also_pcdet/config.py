@@ -123,3 +123,34 @@ def config_from_args(args) -> EasyDict:
     if args.set_cfgs:
         cfg_from_list(args.set_cfgs, cfg)
     return cfg
+
+
+def plain(value):
+    """An EasyDict tree as plain dicts and lists (what yaml.safe_dump writes)."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
+
+
+def config_lines(cfg, prefix: str = 'cfg') -> list:
+    """Every resolved key as OpenPCDet's `log_config_to_file` logs it: `cfg.DATA_CONFIG.VOXEL_SIZE: [...]`,
+    with a `----------- SECTION -----------` line before each section."""
+    lines = []
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            lines.append(f'----------- {key} -----------')
+            lines += config_lines(value, f'{prefix}.{key}')
+        else:
+            lines.append(f'{prefix}.{key}: {value}')
+    return lines
+
+
+def write_resolved_config(cfg, path, header: str = '') -> Path:
+    """`cfg` after `_BASE_CONFIG_` and `--set` as one self-contained YAML file (`header` as comment lines)
+    that `cfg_from_yaml_file` reads back to the same config."""
+    path = Path(path)
+    comments = ''.join(f'# {line}\n' for line in header.splitlines())
+    path.write_text(comments + yaml.safe_dump(plain(cfg), sort_keys=False, default_flow_style=None))
+    return path

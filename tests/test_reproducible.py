@@ -1,24 +1,50 @@
 """--fix_random_seed: two CPU runs are bit-identical step by step, whatever the number of loader workers
-or torch threads asked for; without the flag every run draws its own seed."""
+or torch threads asked for; without the flag every run draws its own seed. The output folder is OpenPCDet's
+(ckpt/, tensorboard/, log_train_<time>.txt listing every resolved key, a copy of the config) plus the resolved
+config, and the second run starts from that file alone."""
 import os
 
+from also_pcdet.config import cfg_from_list, cfg_from_yaml_file, config_lines
 from also_pcdet.engine.checkpoint import load_checkpoint
-from train_cli import run_dir, run_train, same_optimizer_state, same_tensors, scalars, train_args
+from conftest import REPO
+from train_cli import (CFG, FAST_OVERRIDES, run_dir, run_train, same_optimizer_state, same_tensors, scalars,
+                       train_args)
 
 
-def run(data, out_root, *flags, sample_interval=3, one_thread=True):
-    """Train one epoch at batch 1 on every `sample_interval`-th train sweep; return (stderr, scalars, final
-    checkpoint)."""
-    proc = run_train(train_args(data, out_root, '--batch_size', 1, '--epochs', 1, *flags,
-                                sets=['DATA_CONFIG.SAMPLE_INTERVAL.train', sample_interval]), one_thread=one_thread)
-    out = run_dir(out_root)
-    return proc.stderr, scalars(out / 'tensorboard'), load_checkpoint(out / 'ckpt' / 'checkpoint_epoch_1.pth')
+def run(data, out_root, *flags, sample_interval=3, one_thread=True, cfg_file=None):
+    """Train one epoch at batch 1 on every `sample_interval`-th train sweep (or as `cfg_file`, a resolved config,
+    says: no --set); return (stderr, scalars, final checkpoint, output folder)."""
+    args = train_args(data, out_root, '--batch_size', 1, '--epochs', 1, *flags,
+                      sets=['DATA_CONFIG.SAMPLE_INTERVAL.train', sample_interval])
+    if cfg_file is not None:
+        args = ['--cfg_file', str(cfg_file), *args[2:args.index('--set')]]
+    proc = run_train(args, one_thread=one_thread)
+    out = run_dir(out_root) if cfg_file is None else out_root / cfg_file.stem / 'default'
+    return proc.stderr, scalars(out / 'tensorboard'), load_checkpoint(out / 'ckpt' / 'checkpoint_epoch_1.pth'), out
+
+
+def check_output_folder(out, data, sample_interval):
+    """OpenPCDet's names, the config copied, the resolved config equal to what --cfg_file and --set gave, and
+    every resolved key in the log."""
+    assert {p.name for p in out.iterdir()} >= {'ckpt', 'tensorboard', 'also_pretrain.yaml', 'also_pretrain_resolved.yaml'}
+    assert (out / 'also_pretrain.yaml').read_bytes() == (REPO / CFG).read_bytes()
+    expected = cfg_from_yaml_file(REPO / CFG)
+    cfg_from_list([*map(str, FAST_OVERRIDES), 'DATA_CONFIG.DATA_PATH', str(data),
+                   'DATA_CONFIG.SAMPLE_INTERVAL.train', str(sample_interval)], expected)
+    assert cfg_from_yaml_file(out / 'also_pretrain_resolved.yaml') == expected
+    assert '_BASE_CONFIG_' not in (out / 'also_pretrain_resolved.yaml').read_text()
+    logs = list(out.glob('log_train_*.txt'))
+    assert len(logs) == 1
+    log = [line.split('  INFO  ', 1)[-1] for line in logs[0].read_text().splitlines()]
+    assert 'cfg.DATA_CONFIG.POINT_CLOUD_RANGE: [0, -6.4, -3, 12.8, 6.4, 1]' in log
+    assert set(config_lines(expected)) <= set(log) and 'fix_random_seed  True' in log
 
 
 def test_fixed_seed_runs_are_bit_identical(synthetic_kitti, tmp_path):
-    _, logged, ckpt = run(synthetic_kitti, tmp_path / 'first', '--fix_random_seed')
-    stderr, logged_again, ckpt_again = run(synthetic_kitti, tmp_path / 'second', '--fix_random_seed', '--workers', 2,
-                                           one_thread=False)
+    _, logged, ckpt, out = run(synthetic_kitti, tmp_path / 'first', '--fix_random_seed')
+    check_output_folder(out, synthetic_kitti, sample_interval=3)
+    stderr, logged_again, ckpt_again, _ = run(synthetic_kitti, tmp_path / 'second', '--fix_random_seed', '--workers', 2,
+                                              one_thread=False, cfg_file=out / 'also_pretrain_resolved.yaml')
     if os.cpu_count() > 1:  # spconv's CPU convolutions go wrong on several threads: train.py uses one
         assert 'training on 1 CPU thread instead of' in stderr
     assert [step for step, _ in logged['train/loss']] == [1, 2, 3]
@@ -27,5 +53,5 @@ def test_fixed_seed_runs_are_bit_identical(synthetic_kitti, tmp_path):
     assert same_tensors(ckpt['model_state'], ckpt_again['model_state'])
     assert same_optimizer_state(ckpt['optimizer_state'], ckpt_again['optimizer_state'])
 
-    _, free_logged, free_ckpt = run(synthetic_kitti, tmp_path / 'free', sample_interval=4)
+    _, free_logged, free_ckpt, _ = run(synthetic_kitti, tmp_path / 'free', sample_interval=4)
     assert free_ckpt['seed'] != 666 and free_logged['train/loss'][0] != logged['train/loss'][0]

@@ -4,13 +4,15 @@
     bash tools/dist_train.sh 4 --cfg_file cfgs/also_pretrain.yaml
 """
 import argparse
+import shutil
+import sys
 from pathlib import Path
 
 import torch
 from tensorboardX import SummaryWriter
 
 from also_pcdet import pcdet_seam
-from also_pcdet.config import add_config_arguments, config_from_args
+from also_pcdet.config import add_config_arguments, config_from_args, config_lines, write_resolved_config
 from also_pcdet.config_checks import check_config
 from also_pcdet.datasets import build_dataloader
 from also_pcdet.engine.checkpoint import (find_resume_checkpoint, remove_stale_temp_files,
@@ -64,6 +66,19 @@ def parse_args(argv=None):
     return args, cfg
 
 
+def save_config(args, cfg, out_dir: Path, seed: int):
+    """OpenPCDet copies --cfg_file into the output folder; that file names its `_BASE_CONFIG_`s, so the config
+    as this run resolved it (bases and --set applied) is written beside it as `<cfg name>_resolved.yaml`."""
+    cfg_file = Path(args.cfg_file)
+    copy = out_dir / cfg_file.name
+    if not (copy.exists() and copy.samefile(cfg_file)):
+        shutil.copyfile(cfg_file, copy)
+    write_resolved_config(cfg, out_dir / f'{cfg_file.stem}_resolved.yaml', header=(
+        f'{cfg_file} as resolved by: {" ".join(sys.argv)}\n'
+        f'seed {seed}{" (--fix_random_seed)" if args.fix_random_seed else ""}; rerun: '
+        f'python tools/train.py --cfg_file <this file> with the same flags, without --set'))
+
+
 def main(argv=None):
     args, cfg = parse_args(argv)
     rank, world_size, local_rank = init_distributed(args.launcher, args.tcp_port)
@@ -80,13 +95,18 @@ def main(argv=None):
         ckpt_dir.mkdir(parents=True, exist_ok=True)
     logger = create_logger(out_dir / f'log_train_{timestamp()}.txt', rank)
     logger.info(f'output: {out_dir}  processes: {world_size}  device: {device}  batch/process: {batch_size}')
-    logger.info('args: ' + ' '.join(f'{k}={v}' for k, v in sorted(vars(args).items())))
+    for key, value in vars(args).items():  # as OpenPCDet logs them, then every resolved config key
+        logger.info(f'{key:16} {value}')
+    for line in config_lines(cfg):
+        logger.info(line)
     if device.type == 'cpu' and torch.get_num_threads() > 1:
         logger.warning(f'training on 1 CPU thread instead of {torch.get_num_threads()}: with several threads '
                        f'spconv\'s CPU convolutions race and return wrong features')
 
     seed = int(all_reduce_sum([pick_seed(args.fix_random_seed) if rank == 0 else 0])[0])
     seed_everything(seed, deterministic=args.fix_random_seed)
+    if rank == 0:
+        save_config(args, cfg, out_dir, seed)
     dataset, loader = build_dataloader(cfg.DATA_CONFIG, batch_size, args.workers, training=True, seed=seed,
                                        rank=rank, world_size=world_size)
     logger.info(f'{len(dataset)} training sweeps from {dataset.root_path} ({cfg.DATA_CONFIG.DATASET})')
