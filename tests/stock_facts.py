@@ -3,7 +3,11 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+import torch
 from easydict import EasyDict
+
+from also_pcdet.datasets.voxelizer import Voxelizer
 
 from also_pcdet.engine.pretrained_check import SECTIONS, BackboneParts
 
@@ -44,3 +48,30 @@ def build_stock(entry, **geometry) -> BackboneParts:
 def module_layout(model, module) -> list:
     """[[key, shape], ...] of `model`'s state_dict entries under `module`, in order (the facts' format)."""
     return [[key, list(value.shape)] for key, value in model.state_dict().items() if key.startswith(module + '.')]
+
+
+def crop(entry, cells):
+    """The config's range cut to `cells` x `cells` voxels in x-y from its corner (full height)."""
+    low, voxel = np.array(entry['point_cloud_range'][:3]), np.array(entry['voxel_size'])
+    high = np.round(low[:2] + cells * voxel[:2], 6)
+    return [float(v) for v in (*low, *high, entry['point_cloud_range'][5])]
+
+
+def synthetic_batch(entry, pc_range, batch_size=2, num_points=1500, seed=0):
+    """Uniform points with the config's features inside `pc_range`, voxelized with its settings."""
+    rng = np.random.default_rng(seed)
+    low, high = np.array(pc_range[:3]), np.array(pc_range[3:])
+    points, voxels, coords, counts = [], [], [], []
+    voxelize = Voxelizer(entry['voxel_size'], pc_range, entry['num_point_features'],
+                         entry['max_points_per_voxel'] or 32, 100000)  # dynamic VFEs: no cap
+    for b in range(batch_size):
+        cloud = np.concatenate([rng.uniform(low, high, (num_points, 3)),
+                                rng.random((num_points, entry['num_point_features'] - 3))], 1).astype(np.float32)
+        sample = voxelize(cloud)
+        points.append(np.pad(cloud, ((0, 0), (1, 0)), constant_values=b))
+        voxels.append(sample['voxels'])
+        coords.append(np.pad(sample['voxel_coords'], ((0, 0), (1, 0)), constant_values=b))
+        counts.append(sample['voxel_num_points'])
+    return {'points': torch.from_numpy(np.concatenate(points)), 'voxels': torch.from_numpy(np.concatenate(voxels)),
+            'voxel_coords': torch.from_numpy(np.concatenate(coords)),
+            'voxel_num_points': torch.from_numpy(np.concatenate(counts)), 'batch_size': batch_size}

@@ -13,6 +13,7 @@ from spconv.pytorch import conv
 
 from also_pcdet.models.backbones import MeanVFE, VoxelResBackBone8x
 from also_pcdet.spconv_compat import ensure_spconv
+from stock_facts import build_stock, crop, stock_configs, synthetic_batch
 from test_backbones import SMALL_GRID, structured_batch
 
 
@@ -74,3 +75,19 @@ def test_fused_activation_on_cpu(act):
     expected = plain(x).features + layer.bias
     expected = torch.relu(expected) if act == tv.gemm.Activation.ReLU else expected
     torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize('name', ['nuscenes_models/cbgs_voxel0075_voxelnext.yaml', 'waymo_models/pillarnet.yaml',
+                                  'waymo_models/voxelnext2d_ioubranch.yaml'])
+def test_eval_forward_on_cpu_of_other_biased_sparse_backbones(name, one_thread):
+    """VoxelNeXt's shared conv and PillarRes18's / VoxelNeXt2D's 2D residual convs have a bias too."""
+    entry = stock_configs()[name]
+    pc_range = crop(entry, 128)
+    model = build_stock(entry, POINT_CLOUD_RANGE=pc_range).eval()
+    assert any(isinstance(m, conv.SparseConvolution) and m.bias is not None for m in model.modules())
+    with torch.no_grad():
+        batch = synthetic_batch(entry, pc_range)
+        for module in model.module_list:
+            batch = module(batch)
+    out = batch['spatial_features_2d'] if model.backbone_2d is not None else batch['encoded_spconv_tensor'].features
+    assert torch.isfinite(out).all() and out.abs().sum() > 0

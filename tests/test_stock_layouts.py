@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from also_pcdet.datasets.voxelizer import Voxelizer
-from stock_facts import MODULES, build_stock, configs_of, module_layout, stock_configs
+from stock_facts import MODULES, build_stock, configs_of, crop, module_layout, stock_configs, synthetic_batch
 
 FAMILIES = ('voxel', 'pillar', 'pillarnet', 'voxelnext')
 COVERED = configs_of(*FAMILIES)
@@ -31,33 +30,6 @@ def test_state_dict_equals_openpcdet(name):
     else:   # VoxelNeXt: the sparse BEV tensor's channels
         assert model.backbone_3d.num_point_features == entry['num_bev_features']
 
-
-
-def crop(entry, cells):
-    """The config's range cut to `cells` x `cells` voxels in x-y from its corner (full height)."""
-    low, voxel = np.array(entry['point_cloud_range'][:3]), np.array(entry['voxel_size'])
-    high = np.round(low[:2] + cells * voxel[:2], 6)
-    return [float(v) for v in (*low, *high, entry['point_cloud_range'][5])]
-
-
-def synthetic_batch(entry, pc_range, batch_size=2, num_points=1500, seed=0):
-    """Uniform points with the config's features inside `pc_range`, voxelized with its settings."""
-    rng = np.random.default_rng(seed)
-    low, high = np.array(pc_range[:3]), np.array(pc_range[3:])
-    points, voxels, coords, counts = [], [], [], []
-    voxelize = Voxelizer(entry['voxel_size'], pc_range, entry['num_point_features'],
-                         entry['max_points_per_voxel'] or 32, 100000)  # dynamic VFEs: no cap
-    for b in range(batch_size):
-        cloud = np.concatenate([rng.uniform(low, high, (num_points, 3)),
-                                rng.random((num_points, entry['num_point_features'] - 3))], 1).astype(np.float32)
-        sample = voxelize(cloud)
-        points.append(np.pad(cloud, ((0, 0), (1, 0)), constant_values=b))
-        voxels.append(sample['voxels'])
-        coords.append(np.pad(sample['voxel_coords'], ((0, 0), (1, 0)), constant_values=b))
-        counts.append(sample['voxel_num_points'])
-    return {'points': torch.from_numpy(np.concatenate(points)), 'voxels': torch.from_numpy(np.concatenate(voxels)),
-            'voxel_coords': torch.from_numpy(np.concatenate(coords)),
-            'voxel_num_points': torch.from_numpy(np.concatenate(counts)), 'batch_size': batch_size}
 
 
 @pytest.mark.parametrize('name', COVERED)
