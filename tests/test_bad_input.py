@@ -1,6 +1,7 @@
 """Bad sweeps are skipped with one warning naming the file and its reason, counted, reported at epoch end and
 in tensorboard; training never crashes on one, and stops with a clear error past MAX_BAD_FRACTION."""
 import pickle
+import json
 import re
 import shutil
 
@@ -12,6 +13,7 @@ from also_pcdet.engine.checkpoint import load_checkpoint
 from also_pcdet.datasets import SweepDataset
 from also_pcdet.datasets.readers import SweepError
 from also_pcdet.datasets import sweep_checks, sweep_dataset
+from also_pcdet.datasets.readers.tfrecord_io import index_tfrecord
 from also_pcdet.datasets.sources import build_source
 from also_pcdet.datasets.synthetic.layout_writers import write_waymo_tfrecord_sweeps
 from conftest import REPO, tiny_cfg
@@ -131,8 +133,73 @@ def test_corrupt_tfrecord_record_and_header(tmp_path):
     val_file.write_bytes(bytes(data))
     source = build_source(cfg.DATA_CONFIG, root, 'val')
     assert len(source) == 1
-    with pytest.raises(SweepError, match='cannot index its records: bad length CRC at offset 0'):
+    with pytest.raises(SweepError, match='damaged after 0 intact records, the rest is lost: bad length CRC at '
+                                         'offset 0'):
         source.read(0)
+
+
+@pytest.fixture(scope='module')
+def waymo_tfrecords(tmp_path_factory):
+    """Two raw Waymo segments of three frames each."""
+    root = tmp_path_factory.mktemp('waymo')
+    write_waymo_tfrecord_sweeps(root, 6, seed=5, max_frames_per_segment=3)
+    return root
+
+
+def cut_mid_record(data, offsets):
+    return data[:offsets[2] + 40]
+
+
+def append_garbage(data, offsets):
+    return data + bytes(range(200))
+
+
+def damage_third_length(data, offsets):
+    data = bytearray(data)
+    data[offsets[2] + 3] ^= 0x10  # the length field of record 2: its CRC no longer matches
+    return bytes(data)
+
+
+@pytest.mark.parametrize('damage, intact, reason', [
+    (cut_mid_record, 2, r'truncated record at offset {o2}: needs \d+ bytes, file has {size}'),
+    (append_garbage, 3, r'bad length CRC at offset {end}'),
+    (damage_third_length, 2, r'bad length CRC at offset {o2}'),
+])
+def test_a_damaged_tfrecord_keeps_its_records_before_the_damage(waymo_tfrecords, tmp_path, damage, intact, reason):
+    """Every intact record before the damage is a sweep; the damaged rest of the file is one bad item,
+    skipped with its reason."""
+    root = tmp_path / 'waymo'
+    shutil.copytree(waymo_tfrecords, root)
+    path = root / 'raw_data' / 'segment-0000_with_camera_labels.tfrecord'
+    original = path.read_bytes()
+    offsets = index_tfrecord(path)
+    path.write_bytes(damage(original, offsets))
+    cfg = config('waymo_tfrecord', root, 'DATA_CONFIG.POINT_CLOUD_RANGE', '[-12.8,-12.8,-2,12.8,12.8,4]',
+                 'DATA_CONFIG.SAMPLE_INTERVAL.train', '1')
+    dataset = SweepDataset(cfg.DATA_CONFIG, training=True)
+    assert dataset.source.items == [(path.relative_to(root), o) for o in offsets[:intact]] + [(path.relative_to(root), None)]
+    sample = dataset[intact]  # the damaged rest: skipped, then the first record again
+    assert sample['frame_id'].endswith('@0') and len(sample['skipped']) == 1
+    (where, why), = sample['skipped']
+    pattern = reason.format(o2=offsets[2], size=path.stat().st_size, end=len(original))
+    assert where == str(path) and re.fullmatch(rf'damaged after {intact} intact records, the rest is lost: {pattern}', why)
+
+
+def test_an_index_cache_of_the_wrong_shape_is_rebuilt(waymo_tfrecords, tmp_path):
+    root = tmp_path / 'waymo'
+    shutil.copytree(waymo_tfrecords, root)
+    cfg = config('waymo_tfrecord', root)
+    expected = build_source(cfg.DATA_CONFIG, root, 'train').items
+    cache = root / 'raw_data_index.json'
+    tfrecord = str(root / 'raw_data' / 'segment-0000_with_camera_labels.tfrecord')
+    stamp = json.loads(cache.read_text())['files'][tfrecord]['stamp']
+    for wrong in ([1, 2], {'version': 1, 'files': []}, {'version': 1, 'files': {tfrecord: [0, 1]}},
+                  {'version': 1, 'files': {tfrecord: {'stamp': stamp, 'offsets': 'abc'}}},
+                  {'version': 1, 'files': {tfrecord: {'stamp': stamp, 'offsets': [0, -5]}}},
+                  {'version': 1, 'files': {tfrecord: {'stamp': stamp}}}, 'null', {'version': 1}):
+        cache.write_text(json.dumps(wrong))
+        assert build_source(cfg.DATA_CONFIG, root, 'train').items == expected, wrong
+        assert json.loads(cache.read_text())['files'][tfrecord]['offsets'] == [o for _, o in expected]
 
 
 @pytest.fixture

@@ -330,7 +330,9 @@ class WaymoTfrecordSweeps(SweepSource):
     """Raw Waymo `Frame` records, read without TensorFlow: `<RAW_DATA_TAG>/<segment>.tfrecord` for the segments
     in `ImageSets/<split>.txt`, one sweep per record. Record offsets are indexed once and cached in INDEX_CACHE
     (default `<DATA_PATH>/<RAW_DATA_TAG>_index.json`). The same points as WaymoProcessedSweeps gives for the
-    frame (all lidars, both returns, same NLZ treatment); each ray starts at its lidar's extrinsic."""
+    frame (all lidars, both returns, same NLZ treatment); each ray starts at its lidar's extrinsic. A file
+    damaged partway (cut, bytes appended, a bad length) keeps its records before the damage; the rest of it
+    is one unreadable item, reported and counted once."""
 
     FEATURES = WAYMO_FEATURES
 
@@ -341,11 +343,10 @@ class WaymoTfrecordSweeps(SweepSource):
         cache = dataset_cfg.get('INDEX_CACHE') or self.root / f'{tag}_index.json'
         self.unindexed = {}
         for name, entry in zip(files, load_record_index([self.root / name for name in files], cache)):
-            if 'error' in entry:
-                self.unindexed[name] = entry['error']
+            self.items += [(name, offset) for offset in entry['offsets']]
+            if 'error' in entry:  # the damaged rest of the file: one bad item, counted once
+                self.unindexed[name] = (len(entry['offsets']), entry['error'])
                 self.items.append((name, None))
-            else:
-                self.items += [(name, offset) for offset in entry['offsets']]
 
     def frame_id(self, index: int) -> str:
         name, offset = self.items[index]
@@ -361,7 +362,8 @@ class WaymoTfrecordSweeps(SweepSource):
     def read(self, index):
         name, offset = self.items[index]
         if offset is None:
-            raise SweepError(self.path(index), f'cannot index its records: {self.unindexed[name]}')
+            intact, damage = self.unindexed[name]
+            raise SweepError(self.path(index), f'damaged after {intact} intact records, the rest is lost: {damage}')
         return read_waymo_tfrecord_frame(self.path(index), offset, self.cfg.get('DISABLE_NLZ_FLAG_ON_POINTS', True))
 
 

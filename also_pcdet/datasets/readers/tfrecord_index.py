@@ -5,13 +5,14 @@ import warnings
 from pathlib import Path
 
 from .errors import SweepError
-from .tfrecord_io import index_tfrecord
+from .tfrecord_io import index_records
 
 CACHE_VERSION = 1
 
 
 def load_record_index(paths, cache_path) -> list:
-    """For each tfrecord in `paths`: {'offsets': [...]} or, when its headers are corrupt, {'error': reason}.
+    """For each tfrecord in `paths`: {'offsets': [...]} of its intact records and, when a header is damaged,
+    {'error': reason} too (the offsets are those before the damage).
 
     A cached entry is reused while its file keeps the same size and mtime; other files are indexed
     (record headers only) and the cache is rewritten. A missing file raises SweepError."""
@@ -27,10 +28,8 @@ def load_record_index(paths, cache_path) -> list:
         stamp = [stat.st_size, stat.st_mtime_ns]
         entry = cache.get(key)
         if entry is None or entry.get('stamp') != stamp:
-            try:
-                entry = {'stamp': stamp, 'offsets': index_tfrecord(path)}
-            except SweepError as err:
-                entry = {'stamp': stamp, 'error': err.reason}
+            offsets, damage = index_records(path)
+            entry = {'stamp': stamp, 'offsets': offsets, **({'error': damage} if damage else {})}
             cache[key], changed = entry, True
         entries.append(entry)
     if changed:
@@ -39,11 +38,24 @@ def load_record_index(paths, cache_path) -> list:
 
 
 def _read_cache(path: Path) -> dict:
+    """The cached entries that have the shape `load_record_index` writes; anything else is indexed again."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return data.get('files', {}) if data.get('version') == CACHE_VERSION else {}
+    files = data.get('files') if isinstance(data, dict) and data.get('version') == CACHE_VERSION else None
+    if not isinstance(files, dict):
+        return {}
+    return {key: entry for key, entry in files.items() if _usable(entry)}
+
+
+def _usable(entry) -> bool:
+    def whole(value):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return (isinstance(entry, dict) and set(entry) <= {'stamp', 'offsets', 'error'}
+            and isinstance(entry.get('stamp'), list) and len(entry['stamp']) == 2 and all(map(whole, entry['stamp']))
+            and isinstance(entry.get('offsets'), list) and all(map(whole, entry['offsets']))
+            and isinstance(entry.get('error', ''), str))
 
 
 def _write_cache(path: Path, files: dict):

@@ -124,17 +124,30 @@ def _open(path):
         raise SweepError(path, f'cannot read: {err.strerror or err}') from err
 
 
-def index_tfrecord(path):
-    """Byte offsets of every record, reading only the headers (data CRCs are not checked)."""
+def index_records(path):
+    """(byte offsets of the records before the first damaged header, that damage's reason or None), reading
+    only the headers (data CRCs are not checked). A file cut inside a record, with bytes appended or with a
+    damaged length keeps every record before the damage; nothing after it can be found again."""
     offsets = []
     with _open(path) as f:
         file_size = os.fstat(f.fileno()).st_size
         offset = 0
         while offset < file_size:
             f.seek(offset)
-            length = _read_header(f, path, offset, file_size)
+            try:
+                length = _read_header(f, path, offset, file_size)
+            except SweepError as err:
+                return offsets, err.reason
             offsets.append(offset)
             offset += _HEADER + length + _FOOTER
+    return offsets, None
+
+
+def index_tfrecord(path):
+    """Byte offsets of every record (headers only); any damage raises SweepError."""
+    offsets, damage = index_records(path)
+    if damage:
+        raise SweepError(path, damage)
     return offsets
 
 
