@@ -1,4 +1,4 @@
-"""Speed and memory benchmarks: query generation, the data pipeline per worker, and the train step.
+"""Speed and memory benchmarks: query generation, TFRecord CRC-32C, the data pipeline per worker, and the train step.
 Prints tables; asserts nothing. Record results in benchmarks/RESULTS.md.
 
     python benchmarks/run.py [--quick] [--data DIR]
@@ -19,12 +19,16 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / 'benchmarks')]
 
+import google_crc32c  # noqa: E402
+import google_crc32c.python  # noqa: E402
+import reference_crc32c  # noqa: E402
 import reference_queries  # noqa: E402
 import torch  # noqa: E402
 
 from also_pcdet.config import cfg_from_list, cfg_from_yaml_file  # noqa: E402
 from also_pcdet.datasets import SweepDataset, queries, sweep_dataset  # noqa: E402
 from also_pcdet.datasets.augmentation import RigidAugmentation  # noqa: E402
+from also_pcdet.datasets.readers.tfrecord_io import crc32c  # noqa: E402
 from also_pcdet.datasets.synthetic import make_sweep, write_kitti_object  # noqa: E402
 from also_pcdet.engine.batch import batch_to_device  # noqa: E402
 from also_pcdet.engine.optimization import build_optimizer  # noqa: E402
@@ -203,6 +207,27 @@ def bench_train(data_path, batches, batch_size: int):
     return results
 
 
+def bench_crc32c(repeat: int):
+    """TFRecord CRC-32C: the reader's google-crc32c call against the NumPy implementation it replaced and
+    google-crc32c's own pure-Python fallback, on record sizes from a header to a Waymo frame with images."""
+    rows = []
+    for size in (8, 64 << 10, 1 << 20, 8 << 20):
+        data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+        expected = crc32c(data)
+        assert reference_crc32c.crc32c(data) == expected  # same checksum, or the timing is meaningless
+        times = {'library': median_ms(lambda: crc32c(data), repeat),
+                 'numpy': median_ms(lambda: reference_crc32c.crc32c(data), max(1, repeat // 5))}
+        if size <= 1 << 20:
+            assert google_crc32c.python.value(data) == expected
+            times['python'] = median_ms(lambda: google_crc32c.python.value(data), 1)
+        rows.append([f'{size:,}', f'{times["library"]:.3f}', f'{times["numpy"]:.2f}',
+                     f'{times["python"]:.1f}' if 'python' in times else '-',
+                     f'{size / 1e6 / (times["library"] / 1e3):,.0f}' if times['library'] else '-',
+                     f'{times["numpy"] / max(times["library"], 1e-6):,.0f}x'])
+    table(f'CRC-32C (google-crc32c implementation: {google_crc32c.implementation})',
+          ['bytes', 'library ms', 'NumPy ms', 'pure Python ms', 'library MB/s', 'NumPy / library'], rows)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--quick', action='store_true', help='fewer repeats, sweeps and train steps')
@@ -212,6 +237,7 @@ def main(argv=None):
     print(f'{time.strftime("%Y-%m-%d %H:%M")}  {os.cpu_count()} CPU cores, load average '
           f'{os.getloadavg()[0]:.1f}, torch {torch.__version__}, numpy {np.__version__}')
     bench_queries(repeat)
+    bench_crc32c(repeat)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(args.data) if args.data else Path(tmp)
         if not args.data:
