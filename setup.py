@@ -25,6 +25,7 @@ setup(
         'tqdm>=4.60',
         'matplotlib>=3.6',
         'protobuf>=4.21',
+        'google-crc32c>=1.5',
     ],
     extras_require={
         # spconv CPU and CUDA builds install into the same folders: pick exactly one.
