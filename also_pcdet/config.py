@@ -13,20 +13,20 @@ class ConfigError(ValueError):
     """A config file or override that cannot be used; the message names the key or file."""
 
 
-def _resolve_base(base: str, including_file: Path) -> Path:
-    """Find a `_BASE_CONFIG_` path: as given (OpenPCDet resolves from the CWD), then beside the
-    including file, then from the repository root."""
-    for candidate in (Path(base), including_file.parent / base, REPO_ROOT / base):
+def resolve_config_path(name, including_file: Path, key: str = '_BASE_CONFIG_', roots=None) -> Path:
+    """Find a path named inside a config file: absolute, or relative to the first of `roots` that holds it
+    (default: the working directory, as OpenPCDet resolves it; beside the including file; the repository)."""
+    roots = [Path.cwd(), including_file.parent, REPO_ROOT] if roots is None else roots
+    for candidate in [Path(name)] if Path(name).is_absolute() else [Path(root) / name for root in roots]:
         if candidate.is_file():
             return candidate
-    raise ConfigError(f'{including_file}: _BASE_CONFIG_ {base!r} not found (looked in the working '
-                      f'directory, beside the file, and under {REPO_ROOT})')
+    raise ConfigError(f'{including_file}: {key} {name!r} not found (looked in {", ".join(map(str, roots))})')
 
 
-def _merge(into: EasyDict, new: dict, source: Path, chain: tuple) -> EasyDict:
+def _merge(into: EasyDict, new: dict, source: Path, chain: tuple, roots) -> EasyDict:
     if '_BASE_CONFIG_' in new:
-        base_path = _resolve_base(new['_BASE_CONFIG_'], source)
-        into.update(load_yaml_with_bases(base_path, chain))
+        base_path = resolve_config_path(new['_BASE_CONFIG_'], source, roots=roots)
+        into.update(load_yaml_with_bases(base_path, chain, roots))
     for key, val in new.items():
         if key == '_BASE_CONFIG_':
             continue
@@ -34,15 +34,16 @@ def _merge(into: EasyDict, new: dict, source: Path, chain: tuple) -> EasyDict:
             into.setdefault(key, EasyDict())
             if not isinstance(into[key], dict):
                 into[key] = EasyDict()
-            _merge(into[key], val, source, chain)
+            _merge(into[key], val, source, chain, roots)
         else:
             into[key] = val
     return into
 
 
-def load_yaml_with_bases(path, chain: tuple = ()) -> EasyDict:
+def load_yaml_with_bases(path, chain: tuple = (), roots=None) -> EasyDict:
     """Read one YAML file, filling every section that names `_BASE_CONFIG_` from that file first. `chain`:
-    the files whose `_BASE_CONFIG_` led here; a file that comes back is a ConfigError naming the cycle."""
+    the files whose `_BASE_CONFIG_` led here; a file that comes back is a ConfigError naming the cycle.
+    `roots`: the folders a relative base path is looked up in (see `resolve_config_path`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f'config file not found: {path}')
@@ -56,7 +57,7 @@ def load_yaml_with_bases(path, chain: tuple = ()) -> EasyDict:
         raise ConfigError(f'{path}: not valid YAML: {err}') from err
     if not isinstance(data, dict):
         raise ConfigError(f'{path}: top level must be a mapping')
-    return _merge(EasyDict(), data, path, chain + (resolved,))
+    return _merge(EasyDict(), data, path, chain + (resolved,), roots)
 
 
 def cfg_from_yaml_file(path, cfg: EasyDict = None) -> EasyDict:
@@ -111,15 +112,27 @@ def _same_kind(old, new) -> bool:
 
 
 def add_config_arguments(parser, help_text='YAML config, e.g. cfgs/also_pretrain.yaml'):
-    """The `--cfg_file` and `--set KEY.SUB value ...` flags every tool takes."""
+    """The `--cfg_file`, `--detector_cfg` and `--set KEY.SUB value ...` flags every tool takes."""
     parser.add_argument('--cfg_file', required=True, help=help_text)
+    parser.add_argument('--detector_cfg', default=None,
+                        help='an OpenPCDet detector config (e.g. OpenPCDet/tools/cfgs/kitti_models/voxel_rcnn_car.yaml) '
+                             'whose backbone, range, voxels and point features are pretrained (overrides DETECTOR_CFG)')
     parser.add_argument('--set', dest='set_cfgs', nargs=argparse.REMAINDER, default=None,
-                        help='KEY.SUB value ... overrides (put it last)')
+                        help='KEY.SUB value ... overrides, applied after the derivation (put it last)')
 
 
-def config_from_args(args) -> EasyDict:
-    """Load `args.cfg_file` and apply `args.set_cfgs`."""
+def config_from_args(args, provenance: list = None) -> EasyDict:
+    """Load `args.cfg_file`; when a detector config is named (`--detector_cfg`, else the YAML's DETECTOR_CFG),
+    take its backbone and geometry (see `detector_config.derive_config`; its provenance lines are appended
+    to `provenance`); then apply `args.set_cfgs`."""
+    from .detector_config import derive_from_file  # detector_config builds on this module
+
     cfg = cfg_from_yaml_file(args.cfg_file)
+    detector = getattr(args, 'detector_cfg', None)
+    if detector is None and cfg.get('DETECTOR_CFG'):
+        detector = resolve_config_path(cfg.DETECTOR_CFG, Path(args.cfg_file), key='DETECTOR_CFG')
+    if detector is not None:
+        cfg = derive_from_file(cfg, detector, provenance)
     if args.set_cfgs:
         cfg_from_list(args.set_cfgs, cfg)
     return cfg

@@ -6,12 +6,13 @@ from pathlib import Path
 import numpy as np
 
 from .config import ConfigError
-from .config_schema import DATASET_KEYS, Choice, ListOf, OneOf, Required, config_schema
+from .config_schema import DATASET_KEYS, Choice, ListOf, Module, OneOf, Required, config_schema
 from .datasets.sources import SOURCES
+from .detector_config import TIME_FEATURES, unsupported_reason
 
-STOCK_BACKBONES_3D = ('VoxelBackBone8x', 'VoxelResBackBone8x')
-STOCK_Z_CELLS = 40  # 41 sparse z cells -> 2 after the backbone's z strides -> 2 x 128 = 256 BEV features
-BEV_MULTIPLE = 16  # stride 8, then BaseBEVBackbone's stride-2 block and its x2 upsampling
+STOCK_BACKBONES_3D = ('VoxelBackBone8x', 'VoxelResBackBone8x')  # 8x in x and y; 128 output channels
+SPARSE_3D_CHANNELS = 128
+PILLAR_SCATTERS = ('PointPillarScatter',)  # one z cell per pillar
 NAMES = {float: 'a number', int: 'an integer', bool: 'true or false', str: 'a string', None: 'null'}
 PLURALS = {float: 'numbers', int: 'integers', bool: 'true/false values', str: 'strings'}
 
@@ -25,9 +26,13 @@ def check_config(cfg):
     if dataset not in DATASET_KEYS:  # its keys depend on it: check it first
         raise ConfigError(f'DATA_CONFIG.DATASET {dataset!r} is not a known dataset layout'
                           f'{_suggest(str(dataset), DATASET_KEYS)}')
-    errors = schema_errors(cfg, config_schema(dataset)) or value_errors(cfg)
+    errors = schema_errors(cfg, config_schema(dataset, derived=bool(cfg.get('DETECTOR_CFG')))) or value_errors(cfg)
     if errors:
         raise ConfigError('bad config:\n  ' + '\n  '.join(errors))
+    reason = unsupported_reason(cfg.MODEL)
+    if reason:
+        raise ConfigError(f'cannot pretrain this backbone with ALSO: {reason}')
+    _check_modules_build(cfg)
     if not Path(data.DATA_PATH).exists():
         raise ConfigError(f'DATA_CONFIG.DATA_PATH {data.DATA_PATH!r} does not exist '
                           f'(generate synthetic sweeps with tools/make_synthetic.py, or point it at your data)')
@@ -42,7 +47,9 @@ def schema_errors(node: dict, schema: dict, prefix: str = '') -> list:
             errors.append(f'unknown key {dotted}{_suggest(str(key), schema)}')
             continue
         spec = _unwrap(schema[key])
-        if isinstance(spec, dict) and isinstance(value, dict):
+        if isinstance(spec, Module) and isinstance(value, dict):
+            errors += _module_errors(value, spec, dotted)
+        elif isinstance(spec, dict) and isinstance(value, dict):
             errors += schema_errors(value, spec, f'{dotted}.')
         elif isinstance(spec, dict) or not matches(value, spec):
             errors.append(f'{dotted}: expected {describe(spec)}, got {value!r} ({type(value).__name__})'
@@ -52,7 +59,29 @@ def schema_errors(node: dict, schema: dict, prefix: str = '') -> list:
     return errors
 
 
+def _module_errors(section: dict, spec, dotted: str) -> list:
+    if not isinstance(section.get('NAME'), str):
+        return [f'{dotted}.NAME: expected a string (the module name), got {section.get("NAME")!r}']
+    if section['NAME'] not in spec.keys:
+        return []
+    return schema_errors(section, dict(spec.keys[section['NAME']], NAME=str), f'{dotted}.')
+
+
+def _check_modules_build(cfg):
+    """Build the backbone modules (as the detector template does) so that a section they cannot take fails
+    here, before any data is read."""
+    from .engine.pretrained_check import BackboneParts
+    try:
+        BackboneParts(cfg)
+    except Exception as err:  # any constructor error of any registered module: report it with the sections
+        names = ', '.join(f'{s} {cfg.MODEL[s].NAME}' for s in ('VFE', 'BACKBONE_3D', 'MAP_TO_BEV', 'BACKBONE_2D')
+                          if cfg.MODEL.get(s))
+        raise ConfigError(f'the MODEL backbone ({names}) cannot be built: {type(err).__name__}: {err}') from err
+
+
 def matches(value, spec) -> bool:
+    if isinstance(spec, Module):
+        return isinstance(value, dict)
     if spec is None:
         return value is None
     if spec in (int, float):
@@ -69,6 +98,8 @@ def matches(value, spec) -> bool:
 
 def describe(spec) -> str:
     spec = _unwrap(spec)
+    if isinstance(spec, Module):
+        return 'a module section (a mapping with a NAME)'
     if isinstance(spec, dict):
         return 'a section (a mapping of keys)'
     if isinstance(spec, ListOf):
@@ -112,8 +143,8 @@ def value_errors(cfg) -> list:
     if not np.all(np.abs(cells - np.round(cells)) <= 1e-4) or np.any(cells < 1):
         errors.append(f'DATA_CONFIG.POINT_CLOUD_RANGE {pc_range.tolist()} is not a whole number of '
                       f'DATA_CONFIG.VOXEL_SIZE {voxel.tolist()} cells: {cells.tolist()}')
-    elif cfg.MODEL.BACKBONE_3D.NAME in STOCK_BACKBONES_3D:
-        errors += _grid_errors(np.round(cells).astype(int), cfg.MODEL.BACKBONE_3D.NAME)
+    else:
+        errors += _grid_errors(np.round(cells).astype(int), cfg.MODEL)
     errors += _feature_errors(data)
     if (data.QUERIES.MAX_INPUT_POINTS or 0) < 0:
         errors.append(f'DATA_CONFIG.QUERIES.MAX_INPUT_POINTS {data.QUERIES.MAX_INPUT_POINTS} must be a positive '
@@ -176,16 +207,55 @@ def _lookup(cfg, dotted: str):
     return node
 
 
-def _grid_errors(cells, backbone: str) -> list:
+def sparse_z_cells(z_cells: int, last_pad: int = 0) -> int:
+    """z cells left by VoxelBackBone8x / VoxelResBackBone8x from `z_cells` voxels (41 sparse cells for 40)."""
+    z = z_cells + 1
+    for pad in (1, 1, 0, last_pad):  # conv2, conv3, conv4 (no z padding), conv_out: kernel 3, stride 2
+        z = (z + 2 * pad - 3) // 2 + 1
+    return z
+
+
+def bev_sizes(cells: int, backbone_2d) -> list:
+    """Sizes along one axis of BaseBEVBackbone's upsampled outputs for an input map of `cells` cells."""
+    sizes = []
+    for stride, up in zip(backbone_2d.get('LAYER_STRIDES') or [], backbone_2d.get('UPSAMPLE_STRIDES') or []):
+        cells = (cells - 1) // stride + 1  # 3x3 conv, padding 1
+        sizes.append(cells * int(up) if up >= 1 else cells // int(round(1 / up)))
+    return sizes
+
+
+def _grid_errors(cells, model) -> list:
+    """Grid sizes the configured modules cannot take (known modules only; others are checked by training)."""
     keys = 'DATA_CONFIG.POINT_CLOUD_RANGE / DATA_CONFIG.VOXEL_SIZE'
-    errors = []
-    if cells[2] != STOCK_Z_CELLS:
-        errors.append(f'{keys} give {cells[2]} z cells; MODEL.BACKBONE_3D {backbone} needs {STOCK_Z_CELLS} (as in '
-                      f"every stock OpenPCDet config) for HeightCompression's 256 BEV features")
-    for axis, count in zip('xy', cells[:2]):
-        if count % BEV_MULTIPLE:
-            errors.append(f'{keys} give {count} {axis} cells; MODEL.BACKBONE_3D {backbone} with BaseBEVBackbone '
-                          f'needs a multiple of {BEV_MULTIPLE}')
+    b3d, to_bev, b2d = (model.get(s) or {} for s in ('BACKBONE_3D', 'MAP_TO_BEV', 'BACKBONE_2D'))
+    errors, bev_in, stride = [], None, 1
+    if b3d.get('NAME') in STOCK_BACKBONES_3D:
+        bev_in, stride = [-(-int(n) // 8) for n in cells[:2]], 8
+        if to_bev.get('NAME') == 'HeightCompression':
+            z = sparse_z_cells(int(cells[2]), b3d.get('last_pad', 0))
+            if z * SPARSE_3D_CHANNELS != to_bev.NUM_BEV_FEATURES:
+                errors.append(f'{keys} give {cells[2]} z cells: MODEL.BACKBONE_3D {b3d.NAME} leaves {z} x '
+                              f'{SPARSE_3D_CHANNELS} = {z * SPARSE_3D_CHANNELS} BEV features, MODEL.MAP_TO_BEV '
+                              f'HeightCompression has NUM_BEV_FEATURES {to_bev.NUM_BEV_FEATURES} (40 z cells give '
+                              f'256, as in every stock OpenPCDet config)')
+    elif to_bev.get('NAME') in PILLAR_SCATTERS:
+        bev_in = [int(n) for n in cells[:2]]
+        if cells[2] != 1:
+            errors.append(f'{keys} give {cells[2]} z cells; MODEL.MAP_TO_BEV {to_bev.NAME} needs 1 (a pillar '
+                          f'spans the whole z range)')
+    if bev_in is None or b2d.get('NAME') != 'BaseBEVBackbone':
+        return errors
+    multiple = stride * int(np.prod(b2d.get('LAYER_STRIDES') or [1]))
+    for axis, count, size in zip('xy', cells[:2], bev_in):
+        sizes = bev_sizes(size, b2d)
+        if len(set(sizes)) > 1:
+            errors.append(f'{keys} give {count} {axis} cells: MODEL.BACKBONE_2D BaseBEVBackbone would concatenate '
+                          f'maps of {sizes} cells; use a multiple of {multiple} cells')
+    out = [bev_sizes(size, b2d)[-1] if b2d.get('LAYER_STRIDES') else size for size in bev_in]
+    ratios = {int(count) / max(size, 1) for count, size in zip(cells[:2], out)}
+    if not errors and (len(ratios) > 1 or any(r != int(r) for r in ratios)):
+        errors.append(f'{keys} give {cells[0]} x {cells[1]} cells but a BEV map of {out[0]} x {out[1]}: the '
+                      f'occupancy head needs the same whole stride in x and y; use a multiple of {multiple} cells')
     return errors
 
 
@@ -193,9 +263,11 @@ def _feature_errors(data) -> list:
     encoding = data.POINT_FEATURE_ENCODING
     provided = list(SOURCES[data.DATASET].FEATURES)
     errors = []
-    if list(encoding.src_feature_list) != provided:
+    missing = [f for f in encoding.src_feature_list if f not in provided and f not in TIME_FEATURES]
+    if missing:
         errors.append(f'DATA_CONFIG.POINT_FEATURE_ENCODING.src_feature_list {list(encoding.src_feature_list)}: '
-                      f'{data.DATASET} sweeps have {provided}')
+                      f'{data.DATASET} sweeps have {provided} (and a time lag {"/".join(TIME_FEATURES)}, 0 for a '
+                      f'single sweep), not {missing}')
     used = list(encoding.used_feature_list)
     if used[:3] != ['x', 'y', 'z'] or not set(used) <= set(encoding.src_feature_list):
         errors.append(f'DATA_CONFIG.POINT_FEATURE_ENCODING.used_feature_list {used} must start with x, y, z '

@@ -25,6 +25,14 @@ class Required:
         self.spec = spec
 
 
+class Module:
+    """A module section (MODEL.VFE, ...): a mapping with a NAME. `keys[NAME]`, when there is one, is the strict
+    schema of the other keys of that module; any other module's keys are its own, checked by building it."""
+
+    def __init__(self, keys=None):
+        self.keys = keys or {}
+
+
 XYZ = ListOf(float, 3)
 WAYMO_LIDAR_NAMES = ('TOP', 'FRONT', 'SIDE_LEFT', 'SIDE_RIGHT', 'REAR')  # Waymo's LaserName 1..5
 TRAIN_TEST_INT = {'train': Required(int), 'test': Required(int)}
@@ -48,6 +56,8 @@ DATASET_KEYS = {
                              'LIDAR_ORIGINS': {name: Required(XYZ) for name in WAYMO_LIDAR_NAMES}},
     'WaymoTfrecordSweeps': {'DATA_SPLIT': _split(str), 'RAW_DATA_TAG': str, 'INDEX_CACHE': OneOf(None, str),
                             'DISABLE_NLZ_FLAG_ON_POINTS': bool},
+    'LyftSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ, 'VERSION': str},
+    'CustomSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ},
 }
 
 # DATA_CONFIG keys of every dataset layout.
@@ -81,20 +91,31 @@ DATA_CONFIG = {
     'MAX_BAD_FRACTION': float,
 }
 
-MODEL = {
-    'NAME': Required(str),
-    'VFE': Required({'NAME': Required(str)}),
-    'BACKBONE_3D': Required({'NAME': Required(str), 'USE_BIAS': OneOf(None, bool), 'last_pad': int}),
-    'MAP_TO_BEV': Required({'NAME': Required(str), 'NUM_BEV_FEATURES': Required(int)}),
-    'BACKBONE_2D': Required({
-        'NAME': Required(str),
+SPARSE_3D_KEYS = {'USE_BIAS': OneOf(None, bool), 'last_pad': int}
+# Strict key schemas of the modules a hand-written section may name; a section derived from a detector config
+# (DETECTOR_CFG) is taken as the detector has it.
+MODULE_KEYS = {
+    'MeanVFE': {},
+    'VoxelBackBone8x': SPARSE_3D_KEYS,
+    'VoxelResBackBone8x': SPARSE_3D_KEYS,
+    'HeightCompression': {'NUM_BEV_FEATURES': Required(int)},
+    'BaseBEVBackbone': {
         'LAYER_NUMS': ListOf(int),
         'LAYER_STRIDES': ListOf(int),
         'NUM_FILTERS': ListOf(int),
-        'UPSAMPLE_STRIDES': ListOf(int),
+        'UPSAMPLE_STRIDES': ListOf(float),
         'NUM_UPSAMPLE_FILTERS': ListOf(int),
         'USE_CONV_FOR_NO_STRIDE': bool,
-    }),
+    },
+}
+MODULE_SECTIONS = ('VFE', 'BACKBONE_3D', 'MAP_TO_BEV', 'BACKBONE_2D')
+
+MODEL = {
+    'NAME': Required(str),
+    'VFE': Required(Module(MODULE_KEYS)),
+    'BACKBONE_3D': Module(MODULE_KEYS),
+    'MAP_TO_BEV': Module(MODULE_KEYS),
+    'BACKBONE_2D': Required(Module(MODULE_KEYS)),
     'DENSE_HEAD': Required({
         'NAME': Required(str),
         'CLASS_AGNOSTIC': bool,
@@ -123,11 +144,17 @@ OPTIMIZATION = {
 }
 
 
-def config_schema(dataset: str) -> dict:
-    """The schema of a whole config whose DATA_CONFIG.DATASET is `dataset`."""
+def config_schema(dataset: str, derived: bool = False) -> dict:
+    """The schema of a whole config whose DATA_CONFIG.DATASET is `dataset`; `derived`: its module sections come
+    from a detector config (DETECTOR_CFG) and are accepted as they are."""
+    model = dict(MODEL)
+    if derived:
+        model.update({section: Module() for section in MODULE_SECTIONS})
+        model['VFE'] = model['BACKBONE_2D'] = Required(Module())
     return {
         'CLASS_NAMES': ListOf(str),
+        'DETECTOR_CFG': OneOf(None, str),
         'DATA_CONFIG': Required(dict(DATA_CONFIG, **DATASET_KEYS.get(dataset, {}))),
-        'MODEL': Required(MODEL),
+        'MODEL': Required(model),
         'OPTIMIZATION': Required(OPTIMIZATION),
     }

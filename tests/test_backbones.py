@@ -215,19 +215,44 @@ def test_detector_template_rejects_what_needs_openpcdet(monkeypatch):
         Backbones(second_cfg(DENSE_HEAD=dict(NAME='AnchorHeadSingle')), 1, FakeDataset())
 
 
+def load_seam_copy():
+    """A fresh copy of the seam module, importing whatever `pcdet` sys.modules / sys.path give it now."""
+    spec = importlib.util.spec_from_file_location('also_pcdet._seam_copy', pcdet_seam.__file__)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class NoPcdet:
+    """An import finder that answers "no module named 'pcdet'" as if OpenPCDet were not installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == 'pcdet' or name.startswith('pcdet.'):
+            raise ModuleNotFoundError(f'No module named {name!r}', name=name)
+        return None
+
+
+def hide_pcdet(monkeypatch):
+    """Make `import pcdet` fail for this test, whether or not OpenPCDet is installed."""
+    for name in [n for n in sys.modules if n == 'pcdet' or n.startswith('pcdet.')]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, 'meta_path', [NoPcdet()] + sys.meta_path)
+
+
 def test_seam_fallback(monkeypatch):
-    assert not pcdet_seam.HAVE_PCDET and pcdet_seam.pcdet_global_cfg() is None
-    assert pcdet_seam.VFES is VFES and pcdet_seam.DENSE_HEADS is DENSE_HEADS
-    assert pcdet_seam.DetectorTemplate is DetectorTemplate
-    monkeypatch.setattr(pcdet_seam, 'DETECTORS', {})
-    monkeypatch.setattr(pcdet_seam, 'DENSE_HEADS', {})
-    pcdet_seam.register({'Backbones': Backbones}, {'Head': torch.nn.Identity})
-    pcdet_seam.register({'Backbones': Backbones}, {})  # same class again: fine
+    hide_pcdet(monkeypatch)
+    seam = load_seam_copy()
+    assert not seam.HAVE_PCDET and seam.pcdet_global_cfg() is None
+    assert seam.VFES is VFES and seam.DENSE_HEADS is DENSE_HEADS
+    assert seam.DetectorTemplate is DetectorTemplate
+    monkeypatch.setattr(seam, 'DENSE_HEADS', {})
+    seam.register({'Backbones': Backbones}, {'Head': torch.nn.Identity})
+    seam.register({'Backbones': Backbones}, {})  # same class again: fine
     with pytest.raises(ValueError, match="'Head' is already registered"):
-        pcdet_seam.register({}, {'Head': torch.nn.Linear})
-    assert isinstance(pcdet_seam.build_detector(second_cfg(), 1, FakeDataset()), Backbones)
+        seam.register({}, {'Head': torch.nn.Linear})
+    assert isinstance(seam.build_detector(second_cfg(), 1, FakeDataset()), Backbones)
     with pytest.raises(KeyError, match=r"'SECONDNet'; registered: \['Backbones'\]"):
-        pcdet_seam.build_detector(EasyDict(NAME='SECONDNet'), 1, FakeDataset())
+        seam.build_detector(EasyDict(NAME='SECONDNet'), 1, FakeDataset())
 
 
 FAKE_PCDET = {
@@ -243,19 +268,15 @@ FAKE_PCDET = {
 
 @pytest.fixture
 def fake_pcdet(tmp_path, monkeypatch):
-    """Write a stub `pcdet` package; yield a loader of a fresh copy of the seam against it."""
+    """Write a stub `pcdet` package (in place of an installed OpenPCDet, restored afterwards); yield a loader
+    of a fresh copy of the seam against it."""
     for rel, text in FAKE_PCDET.items():
         (tmp_path / 'pcdet' / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / 'pcdet' / rel).write_text(text)
+    for name in [n for n in sys.modules if n == 'pcdet' or n.startswith('pcdet.')]:
+        monkeypatch.delitem(sys.modules, name)  # an installed pcdet comes back when monkeypatch undoes this
     monkeypatch.syspath_prepend(str(tmp_path))
-
-    def load_seam():
-        spec = importlib.util.spec_from_file_location('also_pcdet._seam_copy', pcdet_seam.__file__)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-    yield tmp_path / 'pcdet', load_seam
+    yield tmp_path / 'pcdet', load_seam_copy
     for name in [n for n in sys.modules if n == 'pcdet' or n.startswith('pcdet.')]:
         del sys.modules[name]
 

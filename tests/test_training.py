@@ -12,7 +12,8 @@ from also_pcdet.engine.checkpoint import load_checkpoint
 from also_pcdet.engine.optimization import build_optimizer
 from also_pcdet.engine.trainer import Trainer
 from also_pcdet.models import build_network
-from also_pcdet.engine.pretrained_check import BackboneParts, load_detector_cfg
+from also_pcdet.detector_config import load_detector_cfg
+from also_pcdet.engine.pretrained_check import DONE, BackboneParts
 from conftest import REPO, TINY_OVERRIDES, tiny_cfg
 
 # Near range, fewer queries, a wider band than the paper (0.5 m instead of 0.1 m) and lr 3e-3 so that the
@@ -83,9 +84,10 @@ def test_exported_backbone_loads_into_second(synthetic_kitti, tmp_path, caplog):
     # OpenPCDet's kitti_models/second.yaml (shipped copy), built without its anchor head
     second = BackboneParts(load_detector_cfg(REPO / 'tests' / 'detector_cfgs' / 'kitti_second.yaml'))
     np.testing.assert_allclose(second.dataset.point_cloud_range, [0, -40, -3, 70.4, 40, 1], rtol=1e-6)
-    with caplog.at_level(logging.INFO):
-        loaded, total = second.load_params_from_file(str(out / 'ckpt' / 'pretrained_backbone.pth'),
-                                                     logger=logging.getLogger('test'), to_cpu=True)
+    with caplog.at_level(logging.INFO):  # OpenPCDet's loader returns None: read its Done line, as users do
+        second.load_params_from_file(str(out / 'ckpt' / 'pretrained_backbone.pth'),
+                                     logger=logging.getLogger('test'), to_cpu=True)
+    loaded, total = map(int, DONE.search(caplog.text).groups())
     backbone_keys = [k for k in second.state_dict() if k != 'global_step']
     assert loaded == len(backbone_keys) == len(state) and total == len(backbone_keys) + 1
     for key in backbone_keys:

@@ -8,7 +8,8 @@ VFE / BACKBONE_3D / MAP_TO_BEV / BACKBONE_2D weight would keep its random initia
 import argparse
 import sys
 
-from also_pcdet.engine.pretrained_check import SECTIONS, check_pretrained, load_detector_cfg
+from also_pcdet.detector_config import load_detector_cfg
+from also_pcdet.engine.pretrained_check import SECTIONS, check_pretrained
 
 SHOWN = 10  # reasons listed before "... and N more"
 

@@ -1,23 +1,28 @@
 """Turn a training checkpoint (checkpoint_epoch_N.pth, latest_model.pth), or a checkpoint released by the official
 ALSO code, into the stock pretrained backbone.
 
-    python tools/export_backbone.py --ckpt output/.../ckpt/checkpoint_epoch_500.pth --out pretrained_backbone.pth
+    python tools/export_backbone.py --ckpt output/.../ckpt/checkpoint_epoch_500.pth --out pretrained_backbone.pth \
+        [--detector_cfg OpenPCDet/tools/cfgs/kitti_models/second.yaml]
     python tools/export_backbone.py --ckpt pretrained_backbone_also_kitti3d_second_epoch_499.ckpt \
         --detector_cfg OpenPCDet/tools/cfgs/kitti_models/second.yaml --out pretrained_backbone.pth
 
 The output is `{'model_state': vfe / backbone_3d / map_to_bev_module / backbone_2d weights (spconv 2.x
-layout), 'epoch', 'it', 'version'}`, for OpenPCDet's `tools/train.py --pretrained_model`. An official ALSO file
-(flat state dict, `model.` prefix) needs the detector config it is for: its keys are renamed, its sparse conv
-weights put in spconv 2.2+ layout, and the file is written only if every backbone key of that detector loads.
+layout), 'epoch', 'it', 'version'}`, for OpenPCDet's `tools/train.py --pretrained_model`. With --detector_cfg
+the file is written only if every backbone key of that detector loads from it. An official ALSO file (flat
+state dict, `model.` prefix) needs the detector config it is for: its keys are renamed and its sparse conv
+weights put in spconv 2.2+ layout.
 """
 import argparse
+import os
 import sys
 from collections import Counter
+from pathlib import Path
 
+from also_pcdet.detector_config import load_detector_cfg
 from also_pcdet.engine.checkpoint import load_checkpoint
 from also_pcdet.engine.export import export_backbone
 from also_pcdet.engine.official_also import export_official_also, is_official_also
-from also_pcdet.engine.pretrained_check import load_detector_cfg
+from also_pcdet.engine.pretrained_check import require_fit
 
 
 def export_official(args):
@@ -28,7 +33,23 @@ def export_official(args):
                                                         args.intensity_scale)
     print(f'{args.ckpt}: official ALSO checkpoint, sparse conv weights in {layout}; input scale folded into the '
           f'first conv: {scale}')
-    print(f'{args.detector_cfg}: {report.log[-1]}: every backbone key loads')
+    print(f'{args.detector_cfg}: {report.done_line}: every backbone key loads')
+    return state
+
+
+def export_checked(args):
+    """A training checkpoint's export; with --detector_cfg staged and renamed into place only if it fits."""
+    if not args.detector_cfg:
+        return export_backbone(args.ckpt, args.out)
+    detector, out = load_detector_cfg(args.detector_cfg), Path(args.out)
+    staging = out.with_name(f'.{out.name}.unchecked')
+    try:
+        state = export_backbone(args.ckpt, staging, detector.MODEL.get('VFE'))
+        report = require_fit(staging, detector, args.detector_cfg)
+        os.replace(staging, out)
+    finally:
+        staging.unlink(missing_ok=True)
+    print(f'{args.detector_cfg}: {report.done_line}: every backbone key loads')
     return state
 
 
@@ -37,17 +58,15 @@ def main(argv=None) -> int:
     parser.add_argument('--ckpt', required=True, help='a checkpoint written by tools/train.py, or an official '
                         'ALSO pretrained_backbone_*.ckpt')
     parser.add_argument('--out', required=True, help='where to write the backbone file')
-    parser.add_argument('--detector_cfg', help='official ALSO checkpoints: the OpenPCDet detector config to '
-                        'convert for, e.g. OpenPCDet/tools/cfgs/kitti_models/second.yaml')
+    parser.add_argument('--detector_cfg', help='the OpenPCDet detector config the file is for, e.g. '
+                        'OpenPCDet/tools/cfgs/kitti_models/second.yaml: no file is written unless every backbone '
+                        'key of it loads (required for official ALSO checkpoints)')
     parser.add_argument('--intensity_scale', type=float, help='official ALSO checkpoints: how much larger the '
                         'detector feeds intensity than pretraining saw (default 255 for nuScenes and ONCE '
                         'detectors, 1 otherwise)')
     args = parser.parse_args(argv)
     try:
-        if is_official_also(load_checkpoint(args.ckpt)):
-            state = export_official(args)
-        else:
-            state = export_backbone(args.ckpt, args.out)
+        state = export_official(args) if is_official_also(load_checkpoint(args.ckpt)) else export_checked(args)
     except (FileNotFoundError, KeyError, RuntimeError, ValueError) as err:
         raise SystemExit(f'export_backbone: {err}') from err
     parts = Counter(key.split('.', 1)[0] for key in state['model_state'])

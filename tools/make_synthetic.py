@@ -7,18 +7,19 @@ Layouts: kitti_object (training/velodyne + ImageSets), kitti_raw (<date>/<drive>
 kitti360 (data_3d_raw/<drive>_sync/velodyne_points/data + window lists), sequences (sequences/NN/velodyne),
 nuscenes (samples|sweeps/LIDAR_TOP/*.pcd.bin), nuscenes_infos (the same, scenes driven through, with OpenPCDet's
 nuscenes_infos_10sweeps_{train,val}.pkl), once (data/<seq>/lidar_roof/*.bin + ImageSets), waymo_processed
-(waymo_processed_data_v0_5_0/<segment>/NNNN.npy + <segment>.pkl), waymo_tfrecord (raw_data/<segment>.tfrecord);
-the Waymo ones simulate all five lidars with both returns and write at least two equal segments of up to 20
-frames.
+(waymo_processed_data_v0_5_0/<segment>/NNNN.npy + <segment>.pkl), waymo_tfrecord (raw_data/<segment>.tfrecord),
+lyft (trainval/lidar/*.bin), custom (points/NNNNNN.npy + ImageSets); the Waymo ones simulate all five lidars with
+both returns and write at least two equal segments of up to 20 frames.
 """
 import argparse
 import inspect
 from pathlib import Path
 
 from also_pcdet.datasets.synthetic import CLASS_NAMES, HDL64, make_sweep, write_kitti_object
-from also_pcdet.datasets.synthetic.layout_writers import (write_kitti360, write_kitti_raw, write_nuscenes,
-                                                          write_nuscenes_infos, write_once, write_sequences,
-                                                          write_waymo_processed_sweeps, write_waymo_tfrecord_sweeps)
+from also_pcdet.datasets.synthetic.layout_writers import (write_custom, write_kitti360, write_kitti_raw, write_lyft,
+                                                          write_nuscenes, write_nuscenes_infos, write_once,
+                                                          write_sequences, write_waymo_processed_sweeps,
+                                                          write_waymo_tfrecord_sweeps)
 
 # layout name -> writer(root, num_sweeps, seed, **options); it gets those of val_every, workers and progress
 # that its signature names, and writes with its own sensor (HDL-64, nuScenes' HDL-32E, ONCE's Pandar40,
@@ -33,6 +34,8 @@ LAYOUTS = {
     'once': write_once,
     'waymo_processed': write_waymo_processed_sweeps,
     'waymo_tfrecord': write_waymo_tfrecord_sweeps,
+    'lyft': write_lyft,
+    'custom': write_custom,
 }
 
 LABEL_COLOURS = ('#a0a0a0', '#d95f02', '#1b9e77', '#7570b3', '#e7298a')

@@ -1,6 +1,7 @@
-"""Pretrain a voxel backbone with ALSO. Same flags as OpenPCDet's tools/train.py.
+"""Pretrain a detector's backbone with ALSO. Same flags as OpenPCDet's tools/train.py, plus --detector_cfg.
 
     python tools/train.py --cfg_file cfgs/also_pretrain.yaml [--batch_size 8] [--epochs 500] ...
+    python tools/train.py --cfg_file cfgs/also_pretrain.yaml --detector_cfg OpenPCDet/tools/cfgs/kitti_models/pv_rcnn.yaml
     bash tools/dist_train.sh 4 --cfg_file cfgs/also_pretrain.yaml
 """
 import argparse
@@ -19,6 +20,7 @@ from also_pcdet.engine.checkpoint import (find_resume_checkpoint, remove_stale_t
                                           save_atomic)
 from also_pcdet.engine.distributed import all_reduce_sum, convert_sync_batchnorm, init_distributed
 from also_pcdet.engine.export import export_backbone
+from also_pcdet.engine.pretrained_check import detector_cfg_of, require_fit
 from also_pcdet.engine.optimization import build_optimizer
 from also_pcdet.engine.run_setup import (create_logger, output_dir_for, pick_seed, seed_everything,
                                          timestamp)
@@ -61,9 +63,10 @@ def parse_args(argv=None):
         p.error('--max_ckpt_save_num must be at least 1 (the last epoch checkpoint is exported)')
     if args.merge_all_iters_to_one_epoch:
         p.error('--merge_all_iters_to_one_epoch is not supported: use --epochs and OPTIMIZATION.CKPT_SAVE_ITERS')
-    cfg = config_from_args(args)
+    provenance = []
+    cfg = config_from_args(args, provenance)
     check_config(cfg)
-    return args, cfg
+    return args, cfg, provenance
 
 
 def save_config(args, cfg, out_dir: Path, seed: int):
@@ -80,7 +83,7 @@ def save_config(args, cfg, out_dir: Path, seed: int):
 
 
 def main(argv=None):
-    args, cfg = parse_args(argv)
+    args, cfg, provenance = parse_args(argv)
     rank, world_size, local_rank = init_distributed(args.launcher, args.tcp_port)
     device = torch.device('cuda', torch.cuda.current_device()) if torch.cuda.is_available() else torch.device('cpu')
     global_cfg = pcdet_seam.pcdet_global_cfg()
@@ -99,6 +102,8 @@ def main(argv=None):
         logger.info(f'{key:16} {value}')
     for line in config_lines(cfg):
         logger.info(line)
+    for line in provenance:
+        logger.info(f'derived: {line}')
     if device.type == 'cpu' and torch.get_num_threads() > 1:
         logger.warning(f'training on 1 CPU thread instead of {torch.get_num_threads()}: with several threads '
                        f'spconv\'s CPU convolutions race and return wrong features')
@@ -160,9 +165,16 @@ def main(argv=None):
         final = ckpt_dir / f'checkpoint_epoch_{trainer.epoch}.pth'
         if not final.exists():  # --ckpt of a finished run from another folder: nothing was trained here
             trainer.save(final)
-        exported = export_backbone(final, ckpt_dir / 'pretrained_backbone.pth')
+        exported = export_backbone(final, ckpt_dir / 'pretrained_backbone.pth', cfg.MODEL.get('VFE'))
         logger.info(f'exported {len(exported["model_state"])} backbone tensors to {ckpt_dir / "pretrained_backbone.pth"}')
         writer.close()
+        detector = cfg.get('DETECTOR_CFG') or args.cfg_file
+        try:  # what OpenPCDet's --pretrained_model will load from it
+            report = require_fit(ckpt_dir / 'pretrained_backbone.pth', detector_cfg_of(cfg), detector)
+        except ValueError as err:
+            logger.error(str(err))
+            raise SystemExit(1) from err
+        logger.info(f'checked against {detector}: {report.done_line} (every backbone key; M adds global_step)')
     if world_size > 1:
         torch.distributed.destroy_process_group()
     return out_dir

@@ -13,6 +13,7 @@ import numpy as np
 from .readers import SweepError, read_float32_records
 from .ray_origins import UNKNOWN_ORIGIN, RayOrigins
 from .readers.nuscenes import load_nuscenes_infos, read_nuscenes_lidar, read_nuscenes_past_sweep
+from .readers.lyft_custom import LYFT_INTENSITY, read_custom_npy, read_lyft_lidar
 from .readers.once import read_once_lidar
 from .readers.tfrecord_index import load_record_index
 from .readers.waymo import read_waymo_info, read_waymo_npy, read_waymo_tfrecord_frame
@@ -37,6 +38,8 @@ class SweepSource:
     # intensity range of `read`'s points: every layout's reader scales it to [0, 1] (KITTI reflectance as
     # stored, nuScenes 0-255 / 255, Waymo tanh); sweeps outside it fail `sweep_checks.check_sweep`
     INTENSITY_RANGE = (0.0, 1.0)
+    PCDET_DATASET = None  # the OpenPCDet DATA_CONFIG.DATASET whose sweeps this layout reads
+    MEASURED_INTENSITY = True  # False: the files hold a constant, so ALSO regresses no intensity
 
     def __init__(self, dataset_cfg, root: Path, split):
         self.cfg, self.root, self.split = dataset_cfg, Path(root), split
@@ -88,6 +91,8 @@ def files_in(root: Path, folders, suffix: str) -> list:
 
 class KittiBinSweeps(SweepSource):
     """Sweeps stored as KITTI velodyne `.bin` records (float32 x, y, z, reflectance), seen from SENSOR_ORIGIN."""
+
+    PCDET_DATASET = 'KittiDataset'
 
     def read(self, index):
         return read_float32_records(self.path(index), len(KITTI_FEATURES)), self.origin
@@ -198,6 +203,7 @@ class NuScenesSweeps(SweepSource):
 
     FEATURES = NUSCENES_FEATURES
     STOCK_INPUT_SCALE = {'intensity': 255.0}  # OpenPCDet's nuScenes loader keeps intensity in 0-255
+    PCDET_DATASET = 'NuScenesDataset'
 
     def __init__(self, dataset_cfg, root, split):
         super().__init__(dataset_cfg, root, split)
@@ -218,6 +224,7 @@ class OnceSweeps(SweepSource):
     is divided by 255 as ALSO does; stock OpenPCDet feeds 0-255 (folded into the export)."""
 
     STOCK_INPUT_SCALE = {'intensity': 255.0}
+    PCDET_DATASET = 'ONCEDataset'
 
     def __init__(self, dataset_cfg, root, split):
         super().__init__(dataset_cfg, root, split)
@@ -242,6 +249,7 @@ class NuScenesMultiSweeps(SweepSource):
 
     FEATURES = NUSCENES_FEATURES
     STOCK_INPUT_SCALE = {'intensity': 255.0}
+    PCDET_DATASET = 'NuScenesDataset'
 
     def __init__(self, dataset_cfg, root, split):
         super().__init__(dataset_cfg, root, split)
@@ -285,6 +293,7 @@ class WaymoProcessedSweeps(SweepSource):
     listed segment has one, building the source fails. An unreadable info list skips its segment's frames."""
 
     FEATURES = WAYMO_FEATURES
+    PCDET_DATASET = 'WaymoDataset'
 
     def __init__(self, dataset_cfg, root, split):
         super().__init__(dataset_cfg, root, split)
@@ -335,6 +344,7 @@ class WaymoTfrecordSweeps(SweepSource):
     is one unreadable item, reported and counted once."""
 
     FEATURES = WAYMO_FEATURES
+    PCDET_DATASET = 'WaymoDataset'
 
     def __init__(self, dataset_cfg, root, split):
         super().__init__(dataset_cfg, root, split)
@@ -367,9 +377,48 @@ class WaymoTfrecordSweeps(SweepSource):
         return read_waymo_tfrecord_frame(self.path(index), offset, self.cfg.get('DISABLE_NLZ_FLAG_ON_POINTS', True))
 
 
+class LyftSweeps(SweepSource):
+    """Lyft Level 5 lidar, in the sensor frame: `<VERSION>/lidar/*.bin` (OpenPCDet's data/lyft/trainval/lidar).
+    DATA_SPLIT[mode] is `all` or a list file (relative to DATA_PATH, or absolute) of such paths relative to
+    DATA_PATH, one per line. The released files hold a constant intensity of 100: it is read as 1 (folded back
+    at export) and ALSO regresses no intensity on Lyft."""
+
+    FEATURES = KITTI_FEATURES
+    STOCK_INPUT_SCALE = {'intensity': LYFT_INTENSITY}
+    PCDET_DATASET = 'LyftDataset'
+    MEASURED_INTENSITY = False
+
+    def __init__(self, dataset_cfg, root, split):
+        super().__init__(dataset_cfg, root, split)
+        if split == ALL:
+            self.items = files_in(self.root, [Path(dataset_cfg.get('VERSION', 'trainval'), 'lidar')], '.bin')
+        else:
+            self.items = [Path(line) for line in read_split_file(list_file(self.root, split))]
+
+    def read(self, index):
+        return read_lyft_lidar(self.path(index)), self.origin
+
+
+class CustomSweeps(SweepSource):
+    """OpenPCDet's custom dataset: `points/<id>.npy` (float32 (N, 4) x, y, z, intensity, in the frame of
+    SENSOR_ORIGIN) for the ids in `ImageSets/<split>.txt`."""
+
+    PCDET_DATASET = 'CustomDataset'
+
+    def __init__(self, dataset_cfg, root, split):
+        super().__init__(dataset_cfg, root, split)
+        self.items = read_split_file(self.root / 'ImageSets' / f'{split}.txt')
+
+    def path(self, index: int) -> Path:
+        return self.root / 'points' / f'{self.items[index]}.npy'
+
+    def read(self, index):
+        return read_custom_npy(self.path(index), len(self.FEATURES)), self.origin
+
+
 SOURCES = {cls.__name__: cls for cls in (KittiObjectSweeps, KittiRawSweeps, Kitti360Sweeps, SequenceSweeps,
                                          NuScenesSweeps, NuScenesMultiSweeps, OnceSweeps, WaymoProcessedSweeps,
-                                         WaymoTfrecordSweeps)}
+                                         WaymoTfrecordSweeps, LyftSweeps, CustomSweeps)}
 
 
 def build_source(dataset_cfg, root, split) -> SweepSource:

@@ -36,10 +36,14 @@ class SweepDataset(torch.utils.data.Dataset):
         self.depth_downsample_factor = None
         encoding = dataset_cfg.POINT_FEATURE_ENCODING
         self.used_columns = [encoding.src_feature_list.index(f) for f in encoding.used_feature_list]
-        self.intensity_column = (encoding.src_feature_list.index('intensity')
-                                 if 'intensity' in encoding.src_feature_list else None)
         self.point_feature_encoder = EasyDict(num_point_features=len(self.used_columns))
         self.source = build_source(dataset_cfg, self.root_path, dataset_cfg.DATA_SPLIT[self.mode])
+        self.intensity_column = (encoding.src_feature_list.index('intensity')
+                                 if 'intensity' in encoding.src_feature_list and self.source.MEASURED_INTENSITY
+                                 else None)
+        provided = list(self.source.FEATURES)
+        # src_feature_list columns from the source's; a time lag it lacks (TIME_FEATURES) is 0 for one sweep
+        self.src_columns = [provided.index(f) if f in provided else None for f in encoding.src_feature_list]
         self.stock_input_scale = [float(self.source.STOCK_INPUT_SCALE.get(f, 1.0))
                                   for f in encoding.used_feature_list]
         self.sample_ids = list(range(0, len(self.source), dataset_cfg.get('SAMPLE_INTERVAL', {}).get(self.mode, 1)))
@@ -89,6 +93,9 @@ class SweepDataset(torch.utils.data.Dataset):
         (3,) or a RayOrigins (per-point ray origins; points with index -1 are network input only), see
         ray_origins.py."""
         check_sweep(points, origin, frame_id, self.source, self.point_cloud_range, self.voxel_size)
+        if self.src_columns != list(range(points.shape[1])):
+            points = np.stack([points[:, c] if c is not None else np.zeros(len(points), np.float32)
+                               for c in self.src_columns], axis=1)
         table, origin_index = origin_arrays(origin, len(points), frame_id)
         augment = self.training and self.dataset_cfg.AUGMENTATION.ENABLED
         sample = self.make_sample(points, table, origin_index, frame_id, index, augment)

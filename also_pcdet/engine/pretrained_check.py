@@ -3,7 +3,6 @@
 The detector is built from the config's VFE, BACKBONE_3D, MAP_TO_BEV and BACKBONE_2D sections (OpenPCDet's
 classes when it is installed, else this package's), and the detector template's own
 `load_params_from_file` loads the file; its log is what gets reported."""
-import contextlib
 import logging
 import re
 from dataclasses import dataclass, field
@@ -14,22 +13,13 @@ import numpy as np
 from easydict import EasyDict
 
 from .. import pcdet_seam
-from ..config import cfg_from_yaml_file
+from ..config_schema import MODULE_SECTIONS as SECTIONS
+from ..detector_config import VOXEL_PROCESSORS, load_detector_cfg
 from .checkpoint import load_checkpoint, model_state_problem
 from .export import BACKBONE_PREFIXES
 
-SECTIONS = ('VFE', 'BACKBONE_3D', 'MAP_TO_BEV', 'BACKBONE_2D')
 NOT_UPDATED = re.compile(r'^Not updated weight (\S+): ')
 DONE = re.compile(r'==> Done \(loaded (\d+)/(\d+)\)')
-
-
-def load_detector_cfg(path) -> EasyDict:
-    """Read a detector config from any working folder: OpenPCDet resolves `_BASE_CONFIG_: cfgs/...` from its
-    tools/ folder, the parent of the `cfgs` folder holding the config."""
-    path = Path(path).resolve()
-    tools = next((folder.parent for folder in path.parents if folder.name == 'cfgs'), None)
-    with contextlib.chdir(tools) if tools is not None else contextlib.nullcontext():
-        return cfg_from_yaml_file(path)
 
 
 def detector_geometry(cfg) -> SimpleNamespace:
@@ -38,7 +28,7 @@ def detector_geometry(cfg) -> SimpleNamespace:
     used point features and CLASS_NAMES."""
     data = cfg.DATA_CONFIG
     voxel_size = data.get('VOXEL_SIZE') or next(
-        (step.VOXEL_SIZE for step in data.get('DATA_PROCESSOR', []) if step.NAME == 'transform_points_to_voxels'),
+        (step.VOXEL_SIZE for step in data.get('DATA_PROCESSOR', []) if step.NAME in VOXEL_PROCESSORS),
         None)
     if voxel_size is None:
         raise ValueError('DATA_CONFIG has no VOXEL_SIZE and no transform_points_to_voxels step')
@@ -71,10 +61,15 @@ class LoadCheck:
     total: int
     random: dict = field(default_factory=dict)
     hint: str = ''
+    backbone: int = 0  # the detector's backbone keys: every one must load
 
     @property
     def ok(self) -> bool:
-        return not self.random
+        return not self.random and self.loaded >= self.backbone
+
+    @property
+    def done_line(self) -> str:
+        return next((line for line in self.log if DONE.search(line)), self.log[-1] if self.log else '')
 
 
 class _Lines(logging.Handler):
@@ -119,13 +114,13 @@ def check_pretrained(ckpt_path, cfg) -> LoadCheck:
     problem = model_state_problem(ckpt)
     if problem and isinstance(ckpt, dict) and 'model_state' in ckpt:
         return LoadCheck([f"==> {ckpt_path}: {problem}; OpenPCDet's load_params_from_file fails on it, nothing "
-                          f"loads"], 0, len(model_state), dict.fromkeys(backbone, problem), '')
+                          f"loads"], 0, len(model_state), dict.fromkeys(backbone, problem), '', len(backbone))
     if problem:
         keys = list(ckpt) if isinstance(ckpt, dict) else []
         log = [f"==> {ckpt_path} has no 'model_state' entry (top-level keys: {keys[:3]}{' ...' if keys[3:] else ''}): "
                f"OpenPCDet's load_params_from_file stops with KeyError: 'model_state'; nothing loads"]
         return LoadCheck(log, 0, len(model_state), dict.fromkeys(backbone, "the file has no 'model_state'"),
-                         prefix_hint(backbone, [k for k in keys if isinstance(k, str)]))
+                         prefix_hint(backbone, [k for k in keys if isinstance(k, str)]), len(backbone))
 
     log = loader_log(model, ckpt_path)
     done = [match for line in log if (match := DONE.search(line))]
@@ -137,4 +132,21 @@ def check_pretrained(ckpt_path, cfg) -> LoadCheck:
                     if key in disk else 'not in the file')
               for key in not_updated if key.startswith(BACKBONE_PREFIXES)}
     return LoadCheck(log, int(done[-1].group(1)), int(done[-1].group(2)), random,
-                     prefix_hint([k for k, why in random.items() if why == 'not in the file'], disk))
+                     prefix_hint([k for k, why in random.items() if why == 'not in the file'], disk), len(backbone))
+
+
+def detector_cfg_of(cfg):
+    """The detector config an ALSO config was derived from (DETECTOR_CFG), else the ALSO config itself."""
+    return load_detector_cfg(cfg.DETECTOR_CFG) if cfg.get('DETECTOR_CFG') else cfg
+
+
+def require_fit(ckpt_path, detector_cfg, name: str, shown: int = 10) -> LoadCheck:
+    """`check_pretrained`, raising ValueError (naming `name` and the first misfits) unless every backbone key of
+    `detector_cfg` loads."""
+    report = check_pretrained(ckpt_path, detector_cfg)
+    if not report.ok:
+        misfits = '; '.join(f'{key}: {why}' for key, why in list(report.random.items())[:shown])
+        more = f' (and {len(report.random) - shown} more)' if len(report.random) > shown else ''
+        raise ValueError(f'{ckpt_path} does not fit {name}: {report.done_line}, {report.backbone} backbone keys '
+                         f'expected; {misfits}{more}{". hint: " + report.hint if report.hint else ""}')
+    return report

@@ -116,6 +116,7 @@ class Trainer:
             return self.skip_nonfinite(what, buffers)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        unwrap(self.model).update_global_step()  # OpenPCDet's step counter (a state_dict buffer)
         self.nonfinite_run = 0
         tb_dict.update(loss=loss.detach(), grad_norm=grad_norm.detach(), lr=self.optimizer.param_groups[0]['lr'])
         return tb_dict

@@ -1,5 +1,6 @@
 """Write synthetic sweeps in the real on-disk layouts of KITTI raw, KITTI-360, SemanticKITTI-style sequences,
-nuScenes and ONCE, and the Waymo layouts sized by a number of sweeps. Frame i is `make_sweep(seed, i, lidar)`."""
+nuScenes, ONCE, Lyft and OpenPCDet's custom dataset, and the Waymo layouts sized by a number of sweeps. Frame i
+is `make_sweep(seed, i, lidar)`."""
 import json
 import math
 import os
@@ -36,6 +37,12 @@ def nuscenes_record(sweep) -> np.ndarray:
     """nuScenes `.pcd.bin` record: float32 x, y, z, intensity 0-255 (whole numbers), ring index."""
     points = sweep['points']
     return np.column_stack([points[:, :3], np.round(points[:, 3] * 255.0), sweep['ring']]).astype(np.float32)
+
+
+def lyft_record(sweep) -> np.ndarray:
+    """Lyft `.bin` record: float32 x, y, z, intensity (the constant 100 of the released files), channel."""
+    points = sweep['points']
+    return np.column_stack([points[:, :3], np.full(len(points), 100.0), sweep['ring']]).astype(np.float32)
 
 
 def _write_frame(job):
@@ -293,3 +300,27 @@ def write_waymo_tfrecord_sweeps(root, num_sweeps, seed, *, max_frames_per_segmen
         os.replace(listing, root / 'ImageSets' / listing.name)
     (raw / 'ImageSets').rmdir()
     return truths
+
+
+def write_lyft(root, num_sweeps, seed, *, version='trainval', workers=1, progress=False) -> list:
+    """Lyft Level 5: root/<version>/lidar/host-a<NNN>_lidar1_<ns>.bin (HDL-64, lidar frame), float32 x, y, z,
+    intensity 100, channel. Returns the sweep paths in frame order."""
+    folder = Path(root) / version / 'lidar'
+    paths = [folder / f'host-a{i // 10:03d}_lidar1_{1232815252301696606 + i * 100_000_000}.bin' for i in range(num_sweeps)]
+    write_frames(paths, seed, HDL64, lyft_record, workers, progress)
+    return paths
+
+
+def write_custom(root, num_sweeps, seed, *, val_every=5, workers=1, progress=False) -> list:
+    """OpenPCDet's custom dataset: root/points/<NNNNNN>.npy (HDL-64, float32 (N, 4) x, y, z, intensity) and
+    root/ImageSets/{train,val}.txt; frames whose index is a multiple of val_every go to val."""
+    root = Path(root)
+    (root / 'points').mkdir(parents=True, exist_ok=True)
+    (root / 'ImageSets').mkdir(parents=True, exist_ok=True)
+    ids = [f'{i:06d}' for i in range(num_sweeps)]
+    (root / 'ImageSets' / 'train.txt').write_text(''.join(f'{s}\n' for i, s in enumerate(ids) if i % val_every))
+    (root / 'ImageSets' / 'val.txt').write_text(''.join(f'{s}\n' for i, s in enumerate(ids) if not i % val_every))
+    paths = [root / 'points' / f'{name}.npy' for name in ids]
+    for index, path in enumerate(tqdm(paths, desc='sweeps', unit='sweep', disable=not progress)):
+        np.save(path, make_sweep(seed, index, HDL64)['points'].astype(np.float32))
+    return paths
