@@ -26,7 +26,7 @@ import tqdm
 from also_pcdet.config import REPO_ROOT, cfg_from_yaml_file, write_resolved_config
 from also_pcdet.detector_config import DerivationError, derive_config, detector_cfg_from_facts
 from also_pcdet.datasets.synthetic import write_kitti_object
-from also_pcdet.datasets.synthetic.layout_writers import (write_custom, write_lyft, write_nuscenes,
+from also_pcdet.datasets.synthetic.layout_writers import (write_custom, write_lyft, write_nuscenes, write_once,
                                                           write_waymo_processed_sweeps)
 from also_pcdet.engine.pretrained_check import DONE, BackboneParts
 
@@ -40,6 +40,7 @@ WRITERS = {
     'NuScenesSweeps': lambda root: write_nuscenes(root, 2, seed=0, frames_per_scene=1),
     'LyftSweeps': lambda root: write_lyft(root, 2, seed=0),
     'CustomSweeps': lambda root: write_custom(root, 3, seed=0),
+    'OnceSweeps': lambda root: write_once(root, 4, seed=0, frames_per_sequence=1),  # raw_small: the 4th
 }
 STEP_OVERRIDES = ['DATA_CONFIG.QUERIES.NUM_QUERIES', '512', 'DATA_CONFIG.SAMPLE_INTERVAL.train', '1',
                   'OPTIMIZATION.LOG_INTERVAL', '1']
