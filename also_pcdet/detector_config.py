@@ -38,6 +38,11 @@ NOT_PRETRAINABLE = {
 }
 
 
+# 3-D backbones whose output is a sparse 2-D BEV tensor (`encoded_spconv_tensor`) the occupancy head decodes
+# without a BACKBONE_2D (VoxelNeXt)
+SPARSE_BEV_BACKBONES = ('VoxelResBackBone8xVoxelNeXt', 'VoxelResBackBone8xVoxelNeXt2D')
+
+
 class DerivationError(ConfigError):
     """A detector config whose backbone ALSO cannot pretrain, or cannot read the data of."""
 
@@ -84,10 +89,11 @@ def unsupported_reason(model_cfg) -> str:
                     f'sweeps only')
     if not model_cfg.get('VFE'):
         return f'{name} has no MODEL.VFE: its backbone does not work on a voxel grid ALSO can feed'
-    if not model_cfg.get('BACKBONE_2D'):
+    if not model_cfg.get('BACKBONE_2D') and (model_cfg.get('BACKBONE_3D') or {}).get('NAME') not in SPARSE_BEV_BACKBONES:
         last = model_cfg[present[-1]].NAME
         return (f'{name} has no MODEL.BACKBONE_2D: MODEL.{present[-1]} {last} ends in a sparse or 3-D feature map, '
-                f"not the dense BEV map (spatial_features_2d) ALSO's occupancy head decodes")
+                f"not a BEV map ALSO's occupancy head decodes (spatial_features_2d, or VoxelNeXt's sparse 2-D "
+                f"encoded_spconv_tensor)")
     return ''
 
 
@@ -151,6 +157,10 @@ def derive_config(also_cfg, detector_cfg, source: str, provenance: list = None) 
         if model.get(section):
             cfg.MODEL[section] = copy.deepcopy(model[section])
             derived.append(f'MODEL.{section} ({model[section].NAME})')
+    head_input = (model.get('DENSE_HEAD') or {}).get('INPUT_FEATURES')
+    if not model.get('MAP_TO_BEV') and not model.get('BACKBONE_2D') and head_input is not None:
+        cfg.MODEL.DENSE_HEAD.INPUT_FEATURES = int(head_input)  # the template's head input without a BEV module
+        derived.append('MODEL.DENSE_HEAD.INPUT_FEATURES')
     cfg.DETECTOR_CFG = str(source)
     provenance.insert(0, f'{", ".join(derived)} <- {source} ({model.get("NAME", "?")} on {data.DATASET})')
     provenance.append(f'ignored from {source}: its heads, GT sampling, augmentation and the rest of its DATA_CONFIG '
@@ -177,6 +187,8 @@ def detector_cfg_from_facts(entry: dict) -> EasyDict:
     model = {'NAME': entry['detector']}
     model.update({section: {'NAME': name} for section, name in (entry.get('other_model_parts') or {}).items()})
     model.update({section: entry[section] for section in MODULE_SECTIONS if entry.get(section)})
+    if entry.get('dense_head'):
+        model['DENSE_HEAD'] = {'NAME': entry['dense_head'], 'INPUT_FEATURES': entry.get('dense_head_input_channels')}
     return EasyDict({
         'CLASS_NAMES': entry.get('class_names') or [],
         'DATA_CONFIG': {

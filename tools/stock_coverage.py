@@ -63,7 +63,7 @@ def crop_range(cfg) -> list:
     stride divides; z as configured. Front-only ranges (x from 0) keep their start."""
     pc_range = np.asarray(cfg.DATA_CONFIG.POINT_CLOUD_RANGE, dtype=np.float64)
     voxel = np.asarray(cfg.DATA_CONFIG.VOXEL_SIZE, dtype=np.float64)
-    multiple = (8 if cfg.MODEL.get('BACKBONE_3D') else 1) * int(np.prod(cfg.MODEL.BACKBONE_2D.get('LAYER_STRIDES') or [1]))
+    multiple = (8 if cfg.MODEL.get('BACKBONE_3D') else 1) * int(np.prod((cfg.MODEL.get('BACKBONE_2D') or {}).get('LAYER_STRIDES') or [1]))
     box = []
     for axis in (0, 1):
         cells = multiple * max(1, round(CROP_METRES / (multiple * voxel[axis])))
