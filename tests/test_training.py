@@ -63,7 +63,7 @@ def test_short_training_lowers_loss_and_beats_constant_prediction(two_sweeps, tm
     label_entropy = -(empty_share * np.log(empty_share) + (1 - empty_share) * np.log(1 - empty_share))
     print(f'BCE {loss_before:.3f} -> {loss_after:.3f} (constant predictor {label_entropy:.3f}); '
           f'accuracy {acc_before:.3f} -> {acc_after:.3f} (always "empty": {empty_share:.3f})')
-    assert trainer.it == ITERATIONS
+    assert trainer.it == ITERATIONS and int(model.global_step) == ITERATIONS  # OpenPCDet's step counter
     assert loss_after < 0.85 * loss_before
     assert loss_after < label_entropy - 0.03, 'better than the best constant prediction'
     assert acc_after > empty_share + 0.01, 'beats answering the majority class everywhere'
