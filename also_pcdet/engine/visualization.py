@@ -49,7 +49,7 @@ def slice_grids(pc_range, resolution: float, bev_z: float, slice_y: float) -> di
             'side': np.stack([sx, np.full_like(sx, slice_y), sz], -1), 'side_extent': (x0, x1, z0, z1)}
 
 
-ZOOM_MARGIN_M = 22.0  # around the sensors in the zoomed query-origin panel: the short-range lidars see 20 m
+ZOOM_MARGIN_M = 8.0  # around the sensors in the zoomed query-origin panel
 
 
 def draw_query_origins(ax, sample: dict, extent):
@@ -61,9 +61,10 @@ def draw_query_origins(ax, sample: dict, extent):
     names = sample.get('ray_origin_names') or tuple(f'origin {row}' for row in range(len(origins)))
     colours = [f'C{row % 10}' for row in range(len(origins))]
     counts = np.bincount(rows, minlength=len(origins))
-    for row in np.argsort(-counts):  # the largest share drawn first, below the others
+    for row in np.argsort(-counts):  # the largest share drawn first, small, below the others
         mine = rows == row
-        ax.scatter(queries[mine, 0], queries[mine, 1], s=2.5, c=colours[row], linewidths=0, rasterized=True)
+        ax.scatter(queries[mine, 0], queries[mine, 1], s=1.5 if row == counts.argmax() else 6, c=colours[row],
+                   linewidths=0, rasterized=True)
         ax.scatter(*origins[row, :2], marker='*', s=180, c=colours[row], edgecolors='black', linewidths=0.6)
     handles = [Line2D([], [], ls='', marker='o', color=colours[row], label=f'{names[row]}: {counts[row]:,}')
                for row in range(len(origins))]
@@ -71,7 +72,7 @@ def draw_query_origins(ax, sample: dict, extent):
               title_fontsize=8)
     x0, x1, y0, y1 = extent
     ax.set(xlim=(x0, x1), ylim=(y0, y1), aspect='equal', xlabel='x (m)', ylabel='y (m)')
-    ax.set_title(f'queries by the lidar they were cast from ({x1 - x0:.0f} m wide)')
+    ax.set_title(f'queries by the lidar they were cast from ({x1 - x0:.0f} x {y1 - y0:.0f} m)')
 
 
 @torch.no_grad()
@@ -135,9 +136,8 @@ def render_sample(model, sample: dict, device, resolution: float = 0.4, bev_z: f
         ax.set(xlim=(x0, x1), ylim=(y0, y1), aspect='equal', xlabel='x (m)', ylabel='y (m)')
     if several_origins:
         draw_query_origins(axes[0, 2], sample, (x0, x1, y0, y1))
-        origins = sample['ray_origins']
-        centre, half = origins[:, :2].mean(0), np.abs(origins[:, :2] - origins[:, :2].mean(0)).max() + ZOOM_MARGIN_M
-        draw_query_origins(axes[1, 2], sample, (centre[0] - half, centre[0] + half, centre[1] - half, centre[1] + half))
+        low, high = sample['ray_origins'][:, :2].min(0) - ZOOM_MARGIN_M, sample['ray_origins'][:, :2].max(0) + ZOOM_MARGIN_M
+        draw_query_origins(axes[1, 2], sample, (max(low[0], x0), min(high[0], x1), max(low[1], y0), min(high[1], y1)))
     fig.suptitle(f'ALSO occupancy, sweep {sample["frame_id"]}')
     fig.tight_layout()
     return fig
