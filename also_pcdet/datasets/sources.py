@@ -60,7 +60,8 @@ class SweepSource:
         return self.root / self.items[index]
 
     def read(self, index: int):
-        """Return (points float32 (N, C) in the source's feature order, sensor origin (3,))."""
+        """Return (points float32 (N, C) in the source's feature order, origin): the sensor position (3,) every
+        ray starts at, or a RayOrigins giving each point's own (index -1: input only, never a query source)."""
         raise NotImplementedError
 
 
