@@ -51,7 +51,8 @@ def test_two_processes_stay_identical_and_only_rank0_writes(synthetic_kitti, tmp
     assert sorted(p.name for p in ckpt.iterdir()) == ['checkpoint_epoch_1.pth', 'latest_model.pth',
                                                       'pretrained_backbone.pth']
     logs = sorted(out.glob('log_train_*.txt'))
-    assert len(logs) == 1 and sorted(p.name for p in out.iterdir()) == sorted(['ckpt', 'tensorboard', logs[0].name])
+    assert len(logs) == 1 and sorted(p.name for p in out.iterdir()) == sorted(
+        ['ckpt', 'tensorboard', logs[0].name, 'also_pretrain.yaml', 'also_pretrain_resolved.yaml'])
     assert len(list((out / 'tensorboard').iterdir())) == 1
     assert [step for step, _ in scalars(out / 'tensorboard')['train/loss']] == [1, 2, 3, 4]
     log = logs[0].read_text()
