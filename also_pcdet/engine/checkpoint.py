@@ -1,4 +1,5 @@
 """OpenPCDet-format checkpoints: atomic writes, rotation, resume discovery, weights_only loading."""
+import inspect
 import os
 import re
 from pathlib import Path
@@ -7,6 +8,7 @@ import torch
 
 from ..version import CHECKPOINT_VERSION
 
+LOAD_TAKES_MMAP = 'mmap' in inspect.signature(torch.load).parameters  # torch >= 2.1
 EPOCH_CKPT = re.compile(r'checkpoint_epoch_(\d+)\.pth$')
 LATEST_NAME = 'latest_model.pth'
 TEMP_SUFFIX = '.tmp'
@@ -68,7 +70,8 @@ def load_checkpoint(path, map_location='cpu', mmap: bool = False) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f'checkpoint not found: {path}')
     try:
-        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        extra = {'mmap': mmap} if LOAD_TAKES_MMAP else {}  # mmap only saves memory: older torch reads the file
+        return torch.load(path, map_location=map_location, weights_only=True, **extra)
     except Exception as err:
         raise RuntimeError(f'{path}: cannot load checkpoint ({type(err).__name__}: {err})') from err
 

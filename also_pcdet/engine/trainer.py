@@ -16,6 +16,13 @@ from ..models.occupancy_head import read_scalars
 from ..spconv_compat import single_threaded_on_cpu
 
 
+def grad_scaler(enabled: bool):
+    """A CUDA GradScaler: `torch.amp.GradScaler('cuda')` from torch 2.3, `torch.cuda.amp.GradScaler` before."""
+    if hasattr(torch.amp, 'GradScaler'):
+        return torch.amp.GradScaler('cuda', enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled)
+
+
 class Trainer:
     """Runs epochs over `loader` (whose sampler is a ResumableSampler) and owns the run's state:
     epoch, iteration, batches done in the current epoch. Only rank 0 writes files."""
@@ -30,7 +37,7 @@ class Trainer:
         self.logger = logger or logging.getLogger(__name__)
         self.tb = tb_writer
         self.amp = amp
-        self.scaler = torch.amp.GradScaler('cuda', enabled=amp)
+        self.scaler = grad_scaler(amp)
         self.ckpt_save_interval, self.max_ckpt_save_num = ckpt_save_interval, max_ckpt_save_num
         self.epoch, self.it, self.batch_in_epoch = 0, 0, 0
         self.bad_sweeps, self.sweeps_read = {}, 0  # unusable sweep -> reason; sweeps read (good and bad)

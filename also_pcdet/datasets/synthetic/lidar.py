@@ -5,6 +5,7 @@ by azimuth) and by elevation slope, so only plausible (ray, primitive) pairs are
 intersected; the nearest hit per ray wins, which gives true occlusion shadows.
 """
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -220,7 +221,7 @@ def _cylinder_hits(cyl, origin, d, rays, max_range):
 
 
 def scan(scene: Scene, lidar: LidarModel = HDL64, sensor_position=(0.0, 0.0, 0.0),
-         rng: np.random.Generator | None = None):
+         rng: Optional[np.random.Generator] = None):
     """One full sweep. The sensor sits at sensor_position + (0, 0, mount_height) in the
     world; outputs are in the sensor frame (axes parallel to the world's). With rng=None
     the sensor is ideal: no range or intensity noise and no dropout.
