@@ -26,7 +26,7 @@ def check_config(cfg):
     if dataset not in DATASET_KEYS:  # its keys depend on it: check it first
         raise ConfigError(f'DATA_CONFIG.DATASET {dataset!r} is not a known dataset layout'
                           f'{_suggest(str(dataset), DATASET_KEYS)}')
-    errors = schema_errors(cfg, config_schema(dataset, derived=bool(cfg.get('DETECTOR_CFG')))) or value_errors(cfg)
+    errors = schema_errors(cfg, config_schema(dataset, derived=bool(cfg.get('DERIVED_FROM')))) or value_errors(cfg)
     if errors:
         raise ConfigError('bad config:\n  ' + '\n  '.join(errors))
     reason = unsupported_reason(cfg.MODEL)

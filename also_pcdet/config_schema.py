@@ -93,7 +93,7 @@ DATA_CONFIG = {
 
 SPARSE_3D_KEYS = {'USE_BIAS': OneOf(None, bool), 'last_pad': int}
 # Strict key schemas of the modules a hand-written section may name; a section derived from a detector config
-# (DETECTOR_CFG) is taken as the detector has it.
+# (DERIVED_FROM) is taken as the detector has it.
 MODULE_KEYS = {
     'MeanVFE': {},
     'VoxelBackBone8x': SPARSE_3D_KEYS,
@@ -146,14 +146,15 @@ OPTIMIZATION = {
 
 def config_schema(dataset: str, derived: bool = False) -> dict:
     """The schema of a whole config whose DATA_CONFIG.DATASET is `dataset`; `derived`: its module sections come
-    from a detector config (DETECTOR_CFG) and are accepted as they are."""
+    from a detector config (DERIVED_FROM) and are accepted as they are."""
     model = dict(MODEL)
     if derived:
         model.update({section: Module() for section in MODULE_SECTIONS})
         model['VFE'] = Required(Module())
     return {
         'CLASS_NAMES': ListOf(str),
-        'DETECTOR_CFG': OneOf(None, str),
+        'DETECTOR_CFG': OneOf(None, str),  # derive from this detector config (detector_config.py)
+        'DERIVED_FROM': OneOf(None, str),  # the detector config this one was derived from
         'DATA_CONFIG': Required(dict(DATA_CONFIG, **DATASET_KEYS.get(dataset, {}))),
         'MODEL': Required(model),
         'OPTIMIZATION': Required(OPTIMIZATION),

@@ -161,7 +161,8 @@ def derive_config(also_cfg, detector_cfg, source: str, provenance: list = None) 
     if not model.get('MAP_TO_BEV') and not model.get('BACKBONE_2D') and head_input is not None:
         cfg.MODEL.DENSE_HEAD.INPUT_FEATURES = int(head_input)  # the template's head input without a BEV module
         derived.append('MODEL.DENSE_HEAD.INPUT_FEATURES')
-    cfg.DETECTOR_CFG = str(source)
+    cfg.pop('DETECTOR_CFG', None)  # done: the result records where it came from, and re-loads as it is
+    cfg.DERIVED_FROM = str(source)
     provenance.insert(0, f'{", ".join(derived)} <- {source} ({model.get("NAME", "?")} on {data.DATASET})')
     provenance.append(f'ignored from {source}: its heads, GT sampling, augmentation and the rest of its DATA_CONFIG '
                       f'and OPTIMIZATION; the queries, occupancy head and optimization are the ALSO config\'s')
@@ -185,7 +186,6 @@ def detector_cfg_from_facts(entry: dict) -> EasyDict:
                         MAX_NUMBER_OF_VOXELS=entry['max_number_of_voxels'])
         processor.append(step)
     model = {'NAME': entry['detector']}
-    model.update({section: {'NAME': name} for section, name in (entry.get('other_model_parts') or {}).items()})
     model.update({section: entry[section] for section in MODULE_SECTIONS if entry.get(section)})
     if entry.get('dense_head'):
         model['DENSE_HEAD'] = {'NAME': entry['dense_head'], 'INPUT_FEATURES': entry.get('dense_head_input_channels')}

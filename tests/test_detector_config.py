@@ -2,6 +2,7 @@
 any working folder, the derived model against OpenPCDet's own backbone facts for every covered stock config,
 the raw-sweep layout of the detector's dataset, and the refusal of backbones ALSO cannot pretrain."""
 import argparse
+import re
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from also_pcdet.config import ConfigError, cfg_from_yaml_file, config_from_args
+from also_pcdet.config import ConfigError, cfg_from_yaml_file, config_from_args, write_resolved_config
 from also_pcdet.detector_config import DerivationError, derive_config, derive_from_file, detector_cfg_from_facts
 from also_pcdet.engine.pretrained_check import BackboneParts
 from conftest import REPO
@@ -70,9 +71,12 @@ def test_base_config_resolves_from_openpcdet_tools_in_any_working_folder(tmp_pat
     assert cfg.DATA_CONFIG.VOXELIZATION.MAX_NUMBER_OF_VOXELS == entry['max_number_of_voxels']
     assert cfg.DATA_CONFIG.DATASET == 'KittiObjectSweeps' and cfg.DATA_CONFIG.DATA_PATH == str(tmp_path)
     assert cfg.MODEL.DENSE_HEAD.NAME == 'AlsoOccupancyHead' and cfg.OPTIMIZATION.OPTIMIZER == 'adamw'
-    assert cfg.DETECTOR_CFG == str(path.resolve())
+    assert cfg.DERIVED_FROM == str(path.resolve()) and 'DETECTOR_CFG' not in cfg
     assert str(path.resolve()) in provenance[0] and 'MODEL.BACKBONE_2D (BaseBEVBackbone)' in provenance[0]
     assert layout_of(cfg) == {module: entry['backbone_state'].get(module, []) for module in MODULES}
+    cfg.DATA_CONFIG.POINT_CLOUD_RANGE = [0, -12.8, -3, 25.6, 12.8, 1]  # as --set after the derivation would
+    resolved = write_resolved_config(cfg, tmp_path / 'resolved.yaml')  # what train.py saves: re-loads as it ran
+    assert config_from_args(argparse.Namespace(cfg_file=str(resolved), detector_cfg=None, set_cfgs=None)) == cfg
 
     also = cfg_from_yaml_file(ALSO)  # the same through the YAML key, named relative to the working folder
     also.DETECTOR_CFG = str(path.relative_to(tmp_path.parent))
@@ -81,6 +85,7 @@ def test_base_config_resolves_from_openpcdet_tools_in_any_working_folder(tmp_pat
     key_file.write_text(yaml.safe_dump(_plain(also)))
     again = config_from_args(argparse.Namespace(cfg_file=str(key_file), detector_cfg=None,
                                                 set_cfgs=['DATA_CONFIG.DATA_PATH', str(tmp_path)]))
+    cfg.DATA_CONFIG.POINT_CLOUD_RANGE = entry['point_cloud_range']
     assert again == cfg
 
 
@@ -185,3 +190,25 @@ def test_export_backbone_refuses_a_detector_config_it_does_not_fit(tmp_path):
     assert '==> Done (loaded 156/157): every backbone key loads' in written.stdout
     assert torch.load(tmp_path / 'second.pth', weights_only=True)['model_state'].keys() == {
         key for key in model.state_dict() if key != 'global_step'}
+
+
+LOADS_INTO = re.compile(r'^# Every backbone key loads into: (.*) \(same layout', re.M)
+
+
+@pytest.mark.parametrize('path', sorted((REPO / 'cfgs').glob('also_pretrain*.yaml')), ids=lambda p: p.stem)
+def test_shipped_config_headers_claim_only_what_loads(path):
+    text = path.read_text()
+    assert 'Feeds' not in text and 'loads fully' not in text
+    match = LOADS_INTO.search(text)
+    if match is None:
+        return
+    mine = layout_of(cfg_from_yaml_file(path))
+    for name in match.group(1).split(', '):
+        assert mine == {module: stock_configs()[name]['backbone_state'].get(module, []) for module in MODULES}, name
+
+
+@pytest.mark.parametrize('path', sorted((REPO / 'cfgs' / 'detector_cfgs').glob('*.yaml')), ids=lambda p: p.stem)
+def test_shipped_detector_configs_are_the_stock_ones(path):
+    name = re.search(r"OpenPCDet's tools/cfgs/(\S+\.yaml)", path.read_text()).group(1)
+    cfg = derive_from_file(cfg_from_yaml_file(ALSO), path)
+    assert layout_of(cfg) == {module: stock_configs()[name]['backbone_state'].get(module, []) for module in MODULES}

@@ -14,5 +14,5 @@ OUT=output/also_pretrain_demo/quickstart/ckpt
 "$PY" tools/train.py --cfg_file cfgs/also_pretrain_demo.yaml --epochs "$EPOCHS" --workers 2 \
     --extra_tag quickstart --fix_random_seed
 "$PY" tools/export_backbone.py --ckpt "$OUT/checkpoint_epoch_$EPOCHS.pth" --out "$OUT/pretrained_backbone.pth"
-"$PY" tools/check_pretrained.py --ckpt "$OUT/pretrained_backbone.pth" --detector_cfg tests/detector_cfgs/kitti_second.yaml
+"$PY" tools/check_pretrained.py --ckpt "$OUT/pretrained_backbone.pth" --detector_cfg cfgs/detector_cfgs/kitti_second.yaml
 echo "done: $OUT/pretrained_backbone.pth is ready for OpenPCDet's --pretrained_model"

@@ -168,7 +168,7 @@ def main(argv=None):
         exported = export_backbone(final, ckpt_dir / 'pretrained_backbone.pth', cfg.MODEL.get('VFE'))
         logger.info(f'exported {len(exported["model_state"])} backbone tensors to {ckpt_dir / "pretrained_backbone.pth"}')
         writer.close()
-        detector = cfg.get('DETECTOR_CFG') or args.cfg_file
+        detector = cfg.get('DERIVED_FROM') or args.cfg_file
         try:  # what OpenPCDet's --pretrained_model will load from it
             report = require_fit(ckpt_dir / 'pretrained_backbone.pth', detector_cfg_of(cfg), detector)
         except ValueError as err:

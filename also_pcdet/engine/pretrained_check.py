@@ -136,8 +136,8 @@ def check_pretrained(ckpt_path, cfg) -> LoadCheck:
 
 
 def detector_cfg_of(cfg):
-    """The detector config an ALSO config was derived from (DETECTOR_CFG), else the ALSO config itself."""
-    return load_detector_cfg(cfg.DETECTOR_CFG) if cfg.get('DETECTOR_CFG') else cfg
+    """The detector config an ALSO config was derived from (DERIVED_FROM), else the ALSO config itself."""
+    return load_detector_cfg(cfg.DERIVED_FROM) if cfg.get('DERIVED_FROM') else cfg
 
 
 def require_fit(ckpt_path, detector_cfg, name: str, shown: int = 10) -> LoadCheck:
