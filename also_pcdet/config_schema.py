@@ -118,7 +118,7 @@ MODEL = {
     'BACKBONE_2D': Module(MODULE_KEYS),  # absent: VoxelNeXt (see detector_config.unsupported_reason)
     'DENSE_HEAD': Required({
         'NAME': Required(str),
-        'CLASS_AGNOSTIC': bool,
+        'CLASS_AGNOSTIC': Required(bool),  # OpenPCDet's Detector3DTemplate reads it unconditionally
         'INPUT_FEATURES': int,
         'LATENT_SIZE': Required(int),
         'RADIUS': Required(float),

@@ -103,6 +103,14 @@ def test_unknown_keys_are_named_with_close_matches(tmp_path):
                                     "WaymoTfrecordSweeps or WaymoProcessedSweeps")
 
 
+def test_dense_head_class_agnostic_is_required(tmp_path):
+    """OpenPCDet's Detector3DTemplate.build_dense_head reads DENSE_HEAD.CLASS_AGNOSTIC as an attribute: without it
+    the model build fails there with an EasyDict AttributeError, so the check asks for it up front."""
+    cfg = load('also_pretrain', tmp_path)
+    cfg.MODEL.DENSE_HEAD.pop('CLASS_AGNOSTIC')
+    assert problems(cfg) == 'bad config:\n  missing key MODEL.DENSE_HEAD.CLASS_AGNOSTIC (true or false)'
+
+
 def test_wrong_types_and_missing_keys_are_all_listed(tmp_path):
     cfg = load('also_pretrain', tmp_path)
     data = cfg.DATA_CONFIG
