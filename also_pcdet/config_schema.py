@@ -51,7 +51,7 @@ DATASET_KEYS = {
     'NuScenesMultiSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ, 'MAX_SWEEPS': int},
     'OnceSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ},
     'SequenceSweeps': {'DATA_SPLIT': _split(OneOf(Choice('all'), ListOf(OneOf(str, int)))), 'SENSOR_ORIGIN': XYZ},
-    'NuScenesSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ, 'INCLUDE_SWEEPS': bool},
+    'NuScenesSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ, 'INCLUDE_SWEEPS': bool, 'VERSION': str},
     'WaymoProcessedSweeps': {'DATA_SPLIT': _split(str), 'PROCESSED_DATA_TAG': str, 'DISABLE_NLZ_FLAG_ON_POINTS': bool,
                              'LIDAR_ORIGINS': {name: Required(XYZ) for name in WAYMO_LIDAR_NAMES}},
     'WaymoTfrecordSweeps': {'DATA_SPLIT': _split(str), 'RAW_DATA_TAG': str, 'INDEX_CACHE': OneOf(None, str),

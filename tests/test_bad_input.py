@@ -177,12 +177,14 @@ def test_a_damaged_tfrecord_keeps_its_records_before_the_damage(waymo_tfrecords,
     cfg = config('waymo_tfrecord', root, 'DATA_CONFIG.POINT_CLOUD_RANGE', '[-12.8,-12.8,-2,12.8,12.8,4]',
                  'DATA_CONFIG.SAMPLE_INTERVAL.train', '1')
     dataset = SweepDataset(cfg.DATA_CONFIG, training=True)
-    assert dataset.source.items == [(path.relative_to(root), o) for o in offsets[:intact]] + [(path.relative_to(root), None)]
+    name = path.relative_to(root)
+    assert dataset.source.items == [(name, offset) for offset in offsets[:intact]] + [(name, None)]
     sample = dataset[intact]  # the damaged rest: skipped, then the first record again
     assert sample['frame_id'].endswith('@0') and len(sample['skipped']) == 1
     (where, why), = sample['skipped']
     pattern = reason.format(o2=offsets[2], size=path.stat().st_size, end=len(original))
-    assert where == str(path) and re.fullmatch(rf'damaged after {intact} intact records, the rest is lost: {pattern}', why)
+    assert where == str(path)
+    assert re.fullmatch(rf'damaged after {intact} intact records, the rest is lost: {pattern}', why)
 
 
 def test_an_index_cache_of_the_wrong_shape_is_rebuilt(waymo_tfrecords, tmp_path):
@@ -253,7 +255,8 @@ def test_max_bad_fraction_zero_stops_at_the_first_bad_sweep(synthetic_kitti, tmp
     monkeypatch.chdir(REPO)
     root = kitti_with(synthetic_kitti, tmp_path / 'kitti', (1, 2, 3, 4, 6, 7, 8), {8: truncate})
     with pytest.raises(RuntimeError, match=r'^1 unusable sweeps of \d+ read \(~7 per epoch on this process\): more '
-                                           r'than DATA_CONFIG.MAX_BAD_FRACTION=0.0 allows; first: .*000008\.bin: trunc'):
+                                           r'than DATA_CONFIG.MAX_BAD_FRACTION=0.0 allows; first: .*000008\.bin: '
+                                           r'truncated'):
         run_train(root, tmp_path / 'out', max_bad_fraction=0.0)
 
 

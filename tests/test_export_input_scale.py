@@ -17,7 +17,8 @@ from shipped_configs import shipped_config
 def nuscenes_set(tmp_path_factory):
     root = tmp_path_factory.mktemp('nuscenes')
     write_nuscenes(root, num_sweeps=12, seed=2)
-    return SweepDataset(shipped_config('nuscenes', root).DATA_CONFIG, training=False)
+    return SweepDataset(shipped_config('nuscenes', root, 'DATA_CONFIG.DATA_SPLIT.test', 'train').DATA_CONFIG,
+                        training=False)  # one synthetic scene: scene-0001, a train scene
 
 
 def test_sources_declare_how_stock_openpcdet_scales_inputs(nuscenes_set, synthetic_kitti, tiny_config):

@@ -121,7 +121,7 @@ def test_package_data_glob_ships_data_files(tmp_path):
     for name in ('pyproject.toml', 'README.md'):
         shutil.copy(REPO / name, project / name)
     split = project / 'also_pcdet' / 'datasets' / 'splits' / 'example_train.txt'
-    split.parent.mkdir()
+    split.parent.mkdir(exist_ok=True)
     split.write_text('0000\n')
     built = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q',
                             '-w', str(tmp_path / 'dist'), str(project)], capture_output=True, text=True, timeout=300)
@@ -130,6 +130,9 @@ def test_package_data_glob_ships_data_files(tmp_path):
     wheel = zipfile.ZipFile(next((tmp_path / 'dist').glob('also_pcdet-*.whl')))
     names = set(wheel.namelist())
     assert {'also_pcdet/datasets/splits/example_train.txt', 'also_pcdet/version.py'} <= names
+    splits = REPO / 'also_pcdet' / 'datasets' / 'splits'
+    shipped = {f'also_pcdet/datasets/splits/{path.name}' for path in splits.glob('*.txt')}
+    assert len(shipped) == 5 and shipped <= names  # the official nuScenes / KITTI raw split lists
     metadata = wheel.read(next(n for n in names if n.endswith('METADATA'))).decode()
     assert f"Requires-Python: {PROJECT['requires-python']}" in metadata and 'numba' not in metadata
     assert 'Requires-Dist: google-crc32c' in metadata

@@ -38,7 +38,7 @@ def test_scan_counts_points_and_names_bad_files(drives, capsys):
     inside = sorted(int(inside_range(p[:, :3], np.float32(KITTI_RANGE)).sum()) for p in good)
     assert status == 1  # 40 % bad is past MAX_BAD_FRACTION 5 %
     assert lines == [
-        f'KittiRawSweeps train (all) under {root}: 5 sweeps listed, 5 scanned (every 1), 3 usable',
+        f'KittiRawSweeps train (train) under {root}: 5 sweeps listed, 5 scanned (every 1), 3 usable',
         f'points per sweep: min {sizes[0]:,} / median {sizes[1]:,} / max {sizes[2]:,}',
         f'inside POINT_CLOUD_RANGE: min {inside[0]:,} / median {inside[1]:,} / max {inside[2]:,}',
         'bad sweeps: 2 (40.00%; DATA_CONFIG.MAX_BAD_FRACTION 5.00%)',
@@ -56,7 +56,7 @@ def test_workers_agree_and_the_limit_sets_the_status(drives, capsys):
     assert status == 0
     assert two[:3] == one[:3] and two[3] == 'bad sweeps: 2 (40.00%; DATA_CONFIG.MAX_BAD_FRACTION 50.00%)'
     assert two[4:] == [one[4], '  ... and 1 more (--max_listed)']
-    status, test = run(capsys, root, '--split', 'test')  # SAMPLE_INTERVAL.test 20: sweep 0 only
+    status, test = run(capsys, root, '--split', 'test', sets=('DATA_CONFIG.DATA_SPLIT.test', 'all'))  # sweep 0 only
     assert status == 0 and test[0].endswith('5 sweeps listed, 1 scanned (every 20), 1 usable')
 
 

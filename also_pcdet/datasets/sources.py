@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .readers import SweepError, read_float32_records
+from .official_splits import KITTI_RAW_SPLITS, NUSCENES_SPLITS, SPLITS_DIR, shipped_list, warn_all
 from .ray_origins import UNKNOWN_ORIGIN, RayOrigins
-from .readers.nuscenes import load_nuscenes_infos, read_nuscenes_lidar, read_nuscenes_past_sweep
+from .readers import SweepError, read_float32_records
 from .readers.lyft_custom import LYFT_INTENSITY, read_custom_npy, read_lyft_lidar
+from .readers.nuscenes import lidar_scenes, load_nuscenes_infos, read_nuscenes_lidar, read_nuscenes_past_sweep
 from .readers.once import read_once_lidar
 from .readers.tfrecord_index import load_record_index
 from .readers.waymo import read_waymo_info, read_waymo_npy, read_waymo_tfrecord_frame
@@ -35,8 +36,9 @@ class SweepSource:
     DEFAULT_ORIGIN = (0.0, 0.0, 0.0)
     # feature -> how much larger stock OpenPCDet feeds it than `read` returns (undone at export)
     STOCK_INPUT_SCALE = {}
-    # intensity range of `read`'s points: every layout's reader scales it to [0, 1] (KITTI reflectance as
-    # stored, nuScenes 0-255 / 255, Waymo tanh); sweeps outside it fail `sweep_checks.check_sweep`
+    # intensity range of `read`'s points (None: not checked): the layouts' readers scale it to [0, 1] (KITTI
+    # reflectance as stored, nuScenes / ONCE 0-255 / 255, Lyft / 100, Waymo tanh); sweeps mostly outside it fail
+    # `sweep_checks.check_sweep`
     INTENSITY_RANGE = (0.0, 1.0)
     PCDET_DATASET = None  # the OpenPCDet DATA_CONFIG.DATASET whose sweeps this layout reads
     MEASURED_INTENSITY = True  # False: the files hold a constant, so ALSO regresses no intensity
@@ -115,13 +117,22 @@ class KittiObjectSweeps(KittiBinSweeps):
 class KittiRawSweeps(KittiBinSweeps):
     """KITTI raw: `<date>/<date>_drive_<NNNN>_sync/velodyne_points/data/<NNNNNNNNNN>.bin`.
 
-    DATA_SPLIT[mode] is `all` (every drive under DATA_PATH) or a drive list file (relative to DATA_PATH,
-    or absolute) naming one `<date>_drive_<NNNN>_sync` per line."""
+    DATA_SPLIT[mode] is `train` / `val` (KITTI's official drive split, see official_splits.py: val = the 13 val
+    drives present under DATA_PATH, train = every other drive), `all` (every drive, with a warning) or a drive
+    list file (relative to DATA_PATH, or absolute) naming one `<date>_drive_<NNNN>_sync` per line."""
 
     def __init__(self, dataset_cfg, root, split):
         super().__init__(dataset_cfg, root, split)
-        if split == ALL:
+        if split == ALL or split in KITTI_RAW_SPLITS:
             drives = sorted(path.relative_to(self.root) for path in self.root.glob('*/*_drive_*_sync'))
+            if split == ALL:
+                warn_all(type(self).__name__, self.root)
+            else:
+                val = set(shipped_list('kitti_raw_val'))
+                drives = [drive for drive in drives if (drive.name in val) == (split == 'val')]
+                if not drives:
+                    raise SweepError(self.root, f'no KITTI raw {split} drive under it (val: the drives listed in '
+                                                f'{SPLITS_DIR / "kitti_raw_val.txt"}; train: any other)')
         else:
             names = [Path(line).name for line in read_split_file(list_file(self.root, split))]
             bad = [name for name in names if not KITTI_RAW_DRIVE.fullmatch(name)]
@@ -199,8 +210,10 @@ class SequenceSweeps(KittiBinSweeps):
 
 class NuScenesSweeps(SweepSource):
     """nuScenes LIDAR_TOP, in the sensor frame: the key frames `samples/LIDAR_TOP/*.pcd.bin`, plus the
-    in-between `sweeps/LIDAR_TOP/*.pcd.bin` when INCLUDE_SWEEPS is set. DATA_SPLIT[mode] is `all` or a
-    list file (relative to DATA_PATH, or absolute) of such paths relative to DATA_PATH, one per line."""
+    in-between `sweeps/LIDAR_TOP/*.pcd.bin` when INCLUDE_SWEEPS is set. DATA_SPLIT[mode] is an official split
+    (`train`, `val`, `mini_train`, `mini_val`: the files of its scenes, found with the tables in
+    `<DATA_PATH>/<VERSION>/`, see readers/nuscenes.py `lidar_scenes`), `all` (with a warning), or a list file
+    (relative to DATA_PATH, or absolute) of such paths relative to DATA_PATH, one per line."""
 
     FEATURES = NUSCENES_FEATURES
     STOCK_INPUT_SCALE = {'intensity': 255.0}  # OpenPCDet's nuScenes loader keeps intensity in 0-255
@@ -208,9 +221,19 @@ class NuScenesSweeps(SweepSource):
 
     def __init__(self, dataset_cfg, root, split):
         super().__init__(dataset_cfg, root, split)
-        if split == ALL:
+        if split == ALL or split in NUSCENES_SPLITS:
             kinds = ('samples', 'sweeps') if dataset_cfg.get('INCLUDE_SWEEPS', False) else ('samples',)
             self.items = files_in(self.root, [Path(kind, 'LIDAR_TOP') for kind in kinds], '.pcd.bin')
+            if split == ALL:
+                warn_all(type(self).__name__, self.root)
+            else:
+                tables = self.root / dataset_cfg.get('VERSION', 'v1.0-trainval')
+                wanted = set(shipped_list(f'nuscenes_{split}'))
+                scenes = lidar_scenes(tables, [path.name for path in self.items])
+                self.items = [path for path, scene in zip(self.items, scenes) if scene in wanted]
+                if not self.items:
+                    raise SweepError(tables, f'no LIDAR_TOP sweep under {self.root} belongs to a nuScenes {split} '
+                                             f'scene')
         else:
             self.items = [Path(line) for line in read_split_file(list_file(self.root, split))]
 
@@ -405,6 +428,7 @@ class CustomSweeps(SweepSource):
     SENSOR_ORIGIN) for the ids in `ImageSets/<split>.txt`."""
 
     PCDET_DATASET = 'CustomDataset'
+    INTENSITY_RANGE = None  # any scale: a custom dataset's intensity is the user's own
 
     def __init__(self, dataset_cfg, root, split):
         super().__init__(dataset_cfg, root, split)

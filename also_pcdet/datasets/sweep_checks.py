@@ -32,12 +32,14 @@ def inside_range(xyz: np.ndarray, point_cloud_range) -> np.ndarray:
 
 
 def plausible_share(points: np.ndarray, origin, intensity_column, intensity_range) -> float:
-    """Share of the points that are finite, within PLAUSIBLE_RANGE_M of `origin` and, when the layout has an
-    intensity column, with an intensity inside `intensity_range` (inclusive)."""
+    """Share of the points that are finite, within PLAUSIBLE_RANGE_M of the sensor (`origin` as `read` returns
+    it: a position, or a RayOrigins whose lidars are metres apart, so any will do) and, when the layout has an
+    intensity column and an `intensity_range` (not None), with an intensity inside it (inclusive)."""
+    sensor = origin.table[0] if isinstance(origin, RayOrigins) else origin
     with np.errstate(invalid='ignore', over='ignore'):
-        offset = points[:, :3].astype(np.float64) - np.asarray(origin, dtype=np.float64)
+        offset = points[:, :3].astype(np.float64) - np.asarray(sensor, dtype=np.float64)
         ok = np.isfinite(points).all(axis=1) & (np.einsum('ij,ij->i', offset, offset) <= PLAUSIBLE_RANGE_M ** 2)
-        if intensity_column is not None:
+        if intensity_column is not None and intensity_range is not None:
             intensity = points[:, intensity_column]
             ok &= (intensity >= intensity_range[0]) & (intensity <= intensity_range[1])
     return float(ok.mean()) if len(points) else 0.0
@@ -61,12 +63,12 @@ def check_sweep(points: np.ndarray, origin, where, source, point_cloud_range, vo
     if count < MIN_POINTS:
         raise SweepError(where, f'only {count} points (at least {MIN_POINTS}; a lidar sweep has tens of thousands)')
     intensity_column = source.FEATURES.index('intensity') if 'intensity' in source.FEATURES else None
-    sensor = origin.table[0] if isinstance(origin, RayOrigins) else origin  # lidars are metres apart: any will do
-    share = plausible_share(points, sensor, intensity_column, source.INTENSITY_RANGE)
+    share = plausible_share(points, origin, intensity_column, source.INTENSITY_RANGE)
     if share < MIN_PLAUSIBLE_SHARE:
-        low, high = source.INTENSITY_RANGE
+        bounds = source.INTENSITY_RANGE
+        intensity = f' and with intensity in [{bounds[0]:g}, {bounds[1]:g}]' if bounds else ''
         raise SweepError(where, f'implausible values: only {share:.1%} of {count} points are finite, within '
-                                f'{PLAUSIBLE_RANGE_M:g} m of the sensor and with intensity in [{low:g}, {high:g}] '
+                                f'{PLAUSIBLE_RANGE_M:g} m of the sensor{intensity} '
                                 f'(at least {MIN_PLAUSIBLE_SHARE:.0%} expected): not a {type(source).__name__} '
                                 f'sweep (another format, or float64 data?)')
     finite = np.isfinite(points).all(axis=1)

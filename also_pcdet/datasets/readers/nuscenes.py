@@ -1,5 +1,7 @@
 """nuScenes LIDAR_TOP sweeps (`samples/` and `sweeps/` `.pcd.bin`), read without the nuscenes-devkit."""
+import json
 import os
+from collections import defaultdict
 
 import numpy as np
 
@@ -107,3 +109,52 @@ def load_nuscenes_infos(path) -> list:
     except (KeyError, TypeError, ValueError) as err:
         raise SweepError(path, f'not an OpenPCDet nuScenes info list (each entry needs lidar_path and sweeps '
                                f'with lidar_path, transform_matrix, time_lag): {type(err).__name__}: {err}') from err
+
+
+SCENE_MARGIN_US = 1_000_000  # a sweep lies within its scene's key-frame span, give or take this (20 Hz sweeps)
+TABLE_KEYS = {'log': ('token', 'logfile'), 'scene': ('token', 'name', 'log_token'),
+              'sample': ('timestamp', 'scene_token')}
+
+
+def read_table(tables, name: str) -> list:
+    """`<tables>/<name>.json`, a nuScenes table (a JSON list of records); SweepError naming the file if it is
+    missing or not such a list."""
+    path = tables / f'{name}.json'
+    try:
+        rows = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise SweepError(path, 'nuScenes table not found (DATA_SPLIT train / val map sweeps to the official scenes '
+                               'with log.json, scene.json and sample.json; set VERSION, or use a list file)') from err
+    except (OSError, ValueError) as err:
+        raise SweepError(path, f'cannot read the nuScenes table: {err}') from err
+    keys = TABLE_KEYS[name]
+    if not isinstance(rows, list) or not all(isinstance(row, dict) and all(k in row for k in keys) for row in rows):
+        raise SweepError(path, f'not a nuScenes {name} table: a list of records with {", ".join(keys)}')
+    return rows
+
+
+def lidar_scenes(tables, names) -> list:
+    """The scene name of each LIDAR_TOP file name `<logfile>__LIDAR_TOP__<timestamp us>.pcd.bin`, from the plain
+    JSON tables of a nuScenes version folder (no devkit): the scene of the file's log whose key frames
+    (sample.json timestamps) span its timestamp, within SCENE_MARGIN_US; None where no scene does."""
+    logfile = {row['token']: row['logfile'] for row in read_table(tables, 'log')}
+    span = {}
+    for row in read_table(tables, 'sample'):
+        low, high = span.get(row['scene_token'], (row['timestamp'], row['timestamp']))
+        span[row['scene_token']] = (min(low, row['timestamp']), max(high, row['timestamp']))
+    scenes = defaultdict(list)  # logfile -> [(first key frame, last key frame, scene name)]
+    for row in read_table(tables, 'scene'):
+        if row['token'] in span and row['log_token'] in logfile:
+            scenes[logfile[row['log_token']]].append((*span[row['token']], row['name']))
+    found = []
+    for name in names:
+        log, _, stamp = str(name).partition('__LIDAR_TOP__')
+        stamp = stamp.split('.', 1)[0]
+        if not stamp.isdigit():
+            found.append(None)
+            continue
+        time = int(stamp)
+        gaps = [(max(first - time, time - last, 0), scene) for first, last, scene in scenes.get(log, ())]
+        gap, scene = min(gaps, default=(None, None))
+        found.append(scene if gap is not None and gap <= SCENE_MARGIN_US else None)
+    return found

@@ -1,10 +1,12 @@
 """Write synthetic sweeps in the real on-disk layouts of KITTI raw, KITTI-360, SemanticKITTI-style sequences,
 nuScenes, ONCE, Lyft and OpenPCDet's custom dataset, and the Waymo layouts sized by a number of sweeps. Frame i
 is `make_sweep(seed, i, lidar)`."""
+import hashlib
 import json
 import math
 import os
 import pickle
+from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..official_splits import shipped_list
 from .kitti_writer import make_sweep
 from .lidar import HDL64, LidarModel, scan
 from .scene import make_scene
@@ -25,6 +28,7 @@ PANDAR40 = LidarModel(inclinations_deg=tuple(np.round(np.linspace(7.0, -16.0, 40
                       max_range=120.0, min_range=1.0, mount_height=1.9)
 KITTI_RAW_DATES = ('2011_09_26', '2011_09_28', '2011_09_29', '2011_09_30', '2011_10_03')
 NUSCENES_SWEEP_US = 50_000  # 20 Hz
+NUSCENES_VERSION = 'v1.0-trainval'  # the folder of the JSON tables under the dataset root
 NUSCENES_KEYFRAME_EVERY = 10  # key frames (samples/) at 2 Hz, the others in sweeps/
 
 
@@ -67,7 +71,12 @@ def write_frames(paths, seed, lidar, encode, workers=1, progress=False):
 
 
 def kitti_raw_drive(drive: int) -> Path:
-    """`<date>/<date>_drive_<NNNN>_sync` of synthetic drive `drive` (dates cycle over KITTI raw's five)."""
+    """`<date>/<date>_drive_<NNNN>_sync` of synthetic drive `drive` (dates cycle over KITTI raw's five); every
+    fourth drive (3, 7, ...) is named after one of KITTI's official val drives, the others are train drives."""
+    if drive % 4 == 3:
+        val = shipped_list('kitti_raw_val')
+        name = val[drive // 4 % len(val)]
+        return Path(name[:10], name)
     date = KITTI_RAW_DATES[drive % len(KITTI_RAW_DATES)]
     return Path(date, f'{date}_drive_{drive + 1:04d}_sync')
 
@@ -160,7 +169,47 @@ def write_nuscenes(root, num_sweeps, seed, *, frames_per_scene=20, workers=1, pr
         kind = 'samples' if frame % NUSCENES_KEYFRAME_EVERY == 0 else 'sweeps'
         paths.append(root / kind / 'LIDAR_TOP' / nuscenes_name(scene, frame))
     write_frames(paths, seed, HDL32, nuscenes_record, workers, progress)
+    write_nuscenes_tables(root / NUSCENES_VERSION, paths, [i // frames_per_scene for i in range(num_sweeps)])
     return paths
+
+
+def nuscenes_scene_name(scene: int) -> str:
+    """Synthetic scene `scene` takes an official scene name: even scenes train ones, odd scenes val ones."""
+    names = shipped_list('nuscenes_val' if scene % 2 else 'nuscenes_train')
+    return names[scene // 2 % len(names)]
+
+
+def _token(*parts) -> str:
+    return hashlib.md5('/'.join(map(str, parts)).encode()).hexdigest()
+
+
+def write_nuscenes_tables(tables, paths, scenes):
+    """The nuScenes tables a split needs, as plain JSON in `tables` (e.g. root/v1.0-trainval/), for the sweep
+    files `paths` of synthetic scenes `scenes` (one per path): log.json (`logfile` = the file names' prefix),
+    scene.json (named by `nuscenes_scene_name`) and sample.json (one sample per key frame in samples/, its
+    timestamp the file name's, linked prev/next within its scene)."""
+    logs, stamps = {}, defaultdict(list)
+    for path, scene in zip(paths, scenes):
+        log, _, stamp = Path(path).name.partition('__LIDAR_TOP__')
+        logs.setdefault(scene, log)
+        if Path(path).parent.parent.name == 'samples':
+            stamps[scene].append(int(stamp.split('.')[0]))
+    log_rows = [{'token': _token('log', log), 'logfile': log, 'vehicle': 'n015', 'date_captured': log[5:15],
+                 'location': 'singapore-onenorth'} for log in sorted(set(logs.values()))]
+    scene_rows, sample_rows = [], []
+    for scene, log in logs.items():
+        times = sorted(stamps[scene])
+        tokens = [_token('sample', scene, time) for time in times]
+        scene_rows.append({'token': _token('scene', scene), 'log_token': _token('log', log), 'nbr_samples': len(times),
+                           'first_sample_token': tokens[0] if tokens else '',
+                           'last_sample_token': tokens[-1] if tokens else '', 'name': nuscenes_scene_name(scene),
+                           'description': 'synthetic ray-cast street scene'})
+        sample_rows += [{'token': token, 'timestamp': time, 'prev': tokens[k - 1] if k else '',
+                         'next': tokens[k + 1] if k + 1 < len(tokens) else '', 'scene_token': _token('scene', scene)}
+                        for k, (token, time) in enumerate(zip(tokens, times))]
+    Path(tables).mkdir(parents=True, exist_ok=True)
+    for name, rows in (('log', log_rows), ('scene', scene_rows), ('sample', sample_rows)):
+        (Path(tables) / f'{name}.json').write_text(json.dumps(rows, indent=1))
 
 
 NUSCENES_EGO_SPEED = 2.0  # m/s along +x in the multi-sweep scenes: 0.1 m between 20 Hz sweeps
