@@ -7,6 +7,7 @@ import pytest
 
 from also_pcdet.datasets.official_splits import shipped_list
 from also_pcdet.datasets.readers import SweepError
+from also_pcdet.datasets.readers.nuscenes import lidar_scenes
 from also_pcdet.datasets.sources import build_source
 from also_pcdet.datasets.synthetic.layout_writers import write_kitti_raw, write_nuscenes
 from shipped_configs import shipped_config as config
@@ -52,6 +53,12 @@ def test_nuscenes_splits_map_files_to_official_scenes(tmp_path, warnings_seen):
     assert 'DATA_SPLIT `all` under' in warnings_seen.text and 'includes the official val scenes' in warnings_seen.text
     with pytest.raises(SweepError, match='no LIDAR_TOP sweep under .* belongs to a nuScenes mini_val scene'):
         split('mini_val')
+
+    last = int(paths[4].name.split('__')[-1].split('.')[0])  # scene 2's only key frame
+    log = paths[4].name.split('__')[0]
+    near, far = (f'{log}__LIDAR_TOP__{last + gap}.pcd.bin' for gap in (900_000, 1_100_000))
+    found = lidar_scenes(root / 'v1.0-trainval', [near, far, 'other__LIDAR_TOP__1.pcd.bin'])
+    assert found == ['scene-0002', None, None]  # within 1 s of its scene's key frames; another log
 
     (root / 'v1.0-trainval' / 'sample.json').write_text('{"not": "a list"}')
     with pytest.raises(SweepError, match=r'v1.0-trainval/sample.json: not a nuScenes sample table'):
