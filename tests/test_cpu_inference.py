@@ -61,7 +61,7 @@ def test_unpatched_spconv_rejects_bias_in_eval_on_cpu(monkeypatch, one_thread):
 
 
 @pytest.mark.parametrize('act', [tv.gemm.Activation.ReLU, tv.gemm.Activation.None_])
-def test_fused_activation_on_cpu(act):
+def test_fused_activation_on_cpu(act, one_thread):
     ensure_spconv()
     torch.manual_seed(0)
     layer = conv.SparseConvolution(3, 3, 8, 3, bias=True, subm=True, indice_key='a', act_type=act)
