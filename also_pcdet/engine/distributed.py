@@ -1,5 +1,7 @@
 """Process-group setup for torchrun (and SLURM) launches: NCCL on GPUs, gloo on the CPU."""
 import os
+import re
+import shutil
 import subprocess
 
 import torch
@@ -8,18 +10,53 @@ import torch.distributed as dist
 SYNC_BN_DEVICES = ('cuda', 'hpu', 'xpu')
 
 
-def init_distributed(launcher: str, tcp_port: int = 18888):
-    """Start the process group for `launcher` ('none', 'pytorch' = torchrun env, 'slurm').
+SLURM_VARIABLES = ('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_LOCALID')
+NODE_LISTS = ('SLURM_JOB_NODELIST', 'SLURM_NODELIST', 'SLURM_STEP_NODELIST')
 
-    Returns (rank, world_size, local_rank)."""
+
+def first_host(nodelist: str) -> str:
+    """The first host of a Slurm node list in its compressed form ('gpu[07-09,12],cpu1' -> 'gpu07'), as
+    `scontrol show hostnames` would list it first."""
+    head = re.match(r'([^,\[]*)(?:\[([^\]]*)\])?([^,]*)', nodelist.strip())
+    if not head or not (head.group(1) or head.group(2)):
+        raise ValueError(f'cannot read a host name from the Slurm node list {nodelist!r}')
+    prefix, ranges, suffix = head.groups()
+    return prefix + (ranges.split(',')[0].split('-')[0] if ranges else '') + suffix
+
+
+def master_host(nodelist: str) -> str:
+    """The job's first host: `scontrol show hostnames` when scontrol is there, else `first_host`."""
+    scontrol = shutil.which('scontrol')
+    if scontrol:
+        hosts = subprocess.run([scontrol, 'show', 'hostnames', nodelist], capture_output=True, text=True)
+        if hosts.returncode == 0 and hosts.stdout.split():
+            return hosts.stdout.split()[0]
+    return first_host(nodelist)
+
+
+def slurm_environment(env, tcp_port: int) -> dict:
+    """torch.distributed's RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT for a task that srun started
+    (SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID and the job's node list); MASTER_ADDR / MASTER_PORT already set
+    are kept, MASTER_PORT defaults to `tcp_port` (--tcp_port)."""
+    missing = [name for name in SLURM_VARIABLES if name not in env]
+    nodelist = next((env[name] for name in NODE_LISTS if env.get(name)), None)
+    if nodelist is None and not env.get('MASTER_ADDR'):
+        missing.append('SLURM_JOB_NODELIST')
+    if missing:
+        raise RuntimeError(f'--launcher slurm needs {missing} in the environment: start it with srun '
+                           f'(tools/slurm_train.sh)')
+    return {'RANK': env['SLURM_PROCID'], 'WORLD_SIZE': env['SLURM_NTASKS'], 'LOCAL_RANK': env['SLURM_LOCALID'],
+            'MASTER_ADDR': env.get('MASTER_ADDR') or master_host(nodelist),
+            'MASTER_PORT': env.get('MASTER_PORT') or str(tcp_port)}
+
+
+def init_distributed(launcher: str, tcp_port: int = 18888):
+    """Start the process group for `launcher` ('none'; 'pytorch': torchrun's environment, one node or several;
+    'slurm': srun's, see `slurm_environment`). Returns (rank, world_size, local_rank)."""
     if launcher == 'none':
         return 0, 1, 0
     if launcher == 'slurm':
-        hosts = subprocess.check_output(['scontrol', 'show', 'hostnames', os.environ['SLURM_NODELIST']], text=True)
-        os.environ.setdefault('MASTER_ADDR', hosts.split()[0])
-        os.environ.setdefault('MASTER_PORT', str(tcp_port))
-        os.environ['RANK'], os.environ['WORLD_SIZE'] = os.environ['SLURM_PROCID'], os.environ['SLURM_NTASKS']
-        os.environ['LOCAL_RANK'] = os.environ['SLURM_LOCALID']
+        os.environ.update(slurm_environment(os.environ, tcp_port))
     elif launcher != 'pytorch':
         raise ValueError(f'--launcher {launcher!r}: expected none, pytorch or slurm')
     missing = [k for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT') if k not in os.environ]
