@@ -12,7 +12,8 @@ from also_pcdet.config import cfg_from_yaml_file
 from also_pcdet.datasets import SweepDataset
 from also_pcdet.datasets.readers import SweepError
 from also_pcdet.datasets.sources import build_source
-from also_pcdet.datasets.sweep_checks import MIN_PLAUSIBLE_SHARE, check_sweep, plausible_share
+from also_pcdet.datasets.sweep_checks import (MIN_PLAUSIBLE_SHARE, check_sweep, inside_range, plausible_share,
+                                              voxel_count)
 from also_pcdet.datasets.synthetic import write_kitti_object
 from conftest import REPO, tiny_cfg
 from shipped_configs import shipped_config as config
@@ -163,3 +164,14 @@ def test_kitti_test_split_reads_the_testing_folder(kitti, tmp_path):
     assert test.path(0) == root / 'testing' / 'velodyne' / '000000.bin'
     np.testing.assert_array_equal(test.read(0)[0], build_source(data_cfg, root, 'train').read(1)[0])
     assert build_source(data_cfg, root, 'train').path(0) == root / 'training' / 'velodyne' / '000000.bin'
+
+
+def test_voxel_count_is_exact_or_a_lower_bound_of_at_least_enough(kitti):
+    points = np.fromfile(kitti / 'training' / 'velodyne' / '000000.bin', dtype=np.float32).reshape(-1, 4)
+    pc_range, voxel = np.float32([0, -40, -3, 70.4, 40, 1]), np.float32([0.05, 0.05, 0.1])
+    xyz = points[inside_range(points[:, :3], pc_range), :3]
+    exact = len(np.unique(np.floor((xyz - pc_range[:3]) / voxel).astype(np.int64), axis=0))
+    assert voxel_count(xyz, pc_range, voxel) == exact > 10000
+    assert 100 <= voxel_count(xyz, pc_range, voxel, enough=100) <= exact
+    assert voxel_count(xyz[:150], pc_range, voxel, enough=100) == len(np.unique(
+        np.floor((xyz[:150] - pc_range[:3]) / voxel).astype(np.int64), axis=0))
