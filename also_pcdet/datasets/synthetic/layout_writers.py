@@ -54,20 +54,25 @@ def _write_frame(job):
     encode(make_sweep(seed, index, lidar)).tofile(path)
 
 
-def write_frames(paths, seed, lidar, encode, workers=1, progress=False):
-    """Write frame i (= make_sweep(seed, i, lidar), encoded) to paths[i], over `workers` processes."""
+def run_jobs(function, jobs, paths, workers=1, progress=False):
+    """Create the folders of `paths`, then run `function(job)` for every job over `workers` processes."""
     for folder in {Path(path).parent for path in paths}:
         folder.mkdir(parents=True, exist_ok=True)
-    jobs = [(path, seed, index, lidar, encode) for index, path in enumerate(paths)]
     with tqdm(total=len(jobs), desc='sweeps', unit='sweep', disable=not progress) as bar:
         if workers > 1:
             with ProcessPoolExecutor(workers) as pool:
-                for _ in pool.map(_write_frame, jobs):
+                for _ in pool.map(function, jobs):
                     bar.update()
         else:
             for job in jobs:
-                _write_frame(job)
+                function(job)
                 bar.update()
+
+
+def write_frames(paths, seed, lidar, encode, workers=1, progress=False):
+    """Write frame i (= make_sweep(seed, i, lidar), encoded) to paths[i], over `workers` processes."""
+    jobs = [(path, seed, index, lidar, encode) for index, path in enumerate(paths)]
+    run_jobs(_write_frame, jobs, paths, workers, progress)
 
 
 def kitti_raw_drive(drive: int) -> Path:
@@ -241,7 +246,8 @@ def nuscenes_info(root: Path, paths: list, scene: int, key: int, frames_per_scen
         transform[:3, 3] = (nuscenes_drive_position(frame, frames_per_scene)
                             - nuscenes_drive_position(key, frames_per_scene))
         sweeps.append({'lidar_path': frame_path(frame), 'transform_matrix': transform,
-                       'time_lag': (key - frame) * NUSCENES_SWEEP_US * 1e-6, 'sample_data_token': f'{scene:04d}{frame:04d}'})
+                       'time_lag': (key - frame) * NUSCENES_SWEEP_US * 1e-6,
+                       'sample_data_token': f'{scene:04d}{frame:04d}'})
     if not sweeps:
         sweeps.append({'lidar_path': frame_path(key), 'transform_matrix': None, 'time_lag': 0.0,
                        'sample_data_token': f'{scene:04d}{key:04d}'})
@@ -263,20 +269,11 @@ def write_nuscenes_infos(root, num_sweeps, seed, *, frames_per_scene=20, max_swe
         kind = 'samples' if frame % NUSCENES_KEYFRAME_EVERY == 0 else 'sweeps'
         paths.append(root / kind / 'LIDAR_TOP' / nuscenes_name(scene, frame))
         jobs.append((paths[-1], seed, scene, frame, frames_per_scene))
-    for folder in {path.parent for path in paths}:
-        folder.mkdir(parents=True, exist_ok=True)
-    with tqdm(total=len(jobs), desc='sweeps', unit='sweep', disable=not progress) as bar:
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                for _ in pool.map(_write_drive_frame, jobs):
-                    bar.update()
-        else:
-            for job in jobs:
-                _write_drive_frame(job)
-                bar.update()
+    run_jobs(_write_drive_frame, jobs, paths, workers, progress)
     scenes = math.ceil(num_sweeps / frames_per_scene)
     infos = [[nuscenes_info(root, paths, scene, key, frames_per_scene, max_sweeps)
-              for key in range(0, min(frames_per_scene, num_sweeps - scene * frames_per_scene), NUSCENES_KEYFRAME_EVERY)]
+              for key in range(0, min(frames_per_scene, num_sweeps - scene * frames_per_scene),
+                               NUSCENES_KEYFRAME_EVERY)]
              for scene in range(scenes)]
     for split, listed in (('train', infos[:-1] or infos), ('val', infos[-1:])):
         with open(root / f'nuscenes_infos_{max_sweeps}sweeps_{split}.pkl', 'wb') as handle:
