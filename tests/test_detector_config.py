@@ -155,9 +155,9 @@ def test_stock_coverage_trains_exports_and_loads_each_config(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     rows = {line.split(' | ')[0].strip('| '): line for line in run.stdout.splitlines() if line.startswith('| ')}
     assert '| 156/156 | yes |' in rows['kitti_models/voxel_rcnn_car.yaml']
-    assert 'export: ==> Done (loaded 156/157)' in rows['kitti_models/voxel_rcnn_car.yaml']
+    assert 'export ==> Done (loaded 156/157)' in rows['kitti_models/voxel_rcnn_car.yaml']
     assert '| 120/120 | yes |' in rows['kitti_models/pointpillar.yaml']
-    assert 'export: ==> Done (loaded 120/121)' in rows['kitti_models/pointpillar.yaml']
+    assert 'export ==> Done (loaded 120/121)' in rows['kitti_models/pointpillar.yaml']
     assert '| 0/192 | no |' in rows['kitti_models/pointrcnn.yaml'] and 'point-based' in rows['kitti_models/pointrcnn.yaml']
     assert run.stdout.splitlines()[-1] == 'covered 2/58 configs'
     assert 'cropped' in run.stdout
