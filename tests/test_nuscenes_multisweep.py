@@ -1,6 +1,7 @@
 """nuScenes multi-sweep input (NuScenesMultiSweeps): OpenPCDet's info pkl and sweep merge, on synthetic scenes
 the ego drives through (tools/make_synthetic.py --layout nuscenes_infos); queries from the key frame only."""
 import pickle
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -104,8 +105,12 @@ def test_queries_come_from_key_frame_points_only(root):
 
 def test_missing_or_wrong_info_file_is_named(root, tmp_path):
     cfg = config('nuscenes_10sweeps', root)
-    with pytest.raises(SweepError, match='nowhere.pkl: info file not found'):
+    with pytest.raises(SweepError, match=r'nowhere.pkl: the info pkl \(OpenPCDet writes it with create_nuscenes_infos\) '
+                                         r'not found'):
         build_source(cfg.DATA_CONFIG, root, 'nowhere.pkl')
+    (tmp_path / 'code.pkl').write_bytes(pickle.dumps([{'lidar_path': 'x', 'sweeps': [], 'when': datetime.now()}]))
+    with pytest.raises(SweepError, match='code.pkl: cannot read the info pkl .*refusing to load datetime.datetime'):
+        build_source(cfg.DATA_CONFIG, root, str(tmp_path / 'code.pkl'))  # a pkl is code: only values load
     (tmp_path / 'bad.pkl').write_bytes(pickle.dumps([{'token': 'x'}]))
     with pytest.raises(SweepError, match="bad.pkl: not an OpenPCDet nuScenes info list .*KeyError: 'lidar_path'"):
         build_source(cfg.DATA_CONFIG, root, str(tmp_path / 'bad.pkl'))

@@ -6,6 +6,7 @@ from collections import defaultdict
 import numpy as np
 
 from .errors import SweepError
+from .info_pickle import load_info_pickle
 from .kitti_bin import read_float32_records
 
 NUSCENES_FIELDS = 5  # x, y, z, intensity (0-255), ring index (0-31)
@@ -90,15 +91,7 @@ def read_nuscenes_past_sweep(path, transform, time_lag: float) -> np.ndarray:
 def load_nuscenes_infos(path) -> list:
     """From an OpenPCDet nuScenes info pkl (`nuscenes_infos_<N>sweeps_<split>.pkl`, a list of per-key-frame dicts),
     what merging needs: [{'lidar_path', 'sweeps': [{'lidar_path', 'transform_matrix', 'time_lag'}, ...]}]."""
-    import pickle  # the info pkl is OpenPCDet's own format: a file the user made with its create_nuscenes_infos
-
-    try:
-        with open(path, 'rb') as handle:
-            infos = pickle.load(handle)
-    except FileNotFoundError as err:
-        raise SweepError(path, 'info file not found (OpenPCDet writes it with create_nuscenes_infos)') from err
-    except Exception as err:
-        raise SweepError(path, f'cannot read the info pkl: {type(err).__name__}: {err}') from err
+    infos = load_info_pickle(path, 'the info pkl (OpenPCDet writes it with create_nuscenes_infos)')
     try:
         return [{'lidar_path': str(info['lidar_path']),
                  'sweeps': [{'lidar_path': str(s['lidar_path']), 'time_lag': float(s['time_lag']),

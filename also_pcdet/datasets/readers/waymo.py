@@ -8,7 +8,6 @@ OpenPCDet's loader does). Points inside a no-label zone (NLZ flag 1; -1 = outsid
 fine-tuned detector sees them. With the points comes a RayOrigins: one table row per lidar (its extrinsic
 translation) and each point's row, so every ray starts at the lidar that cast it.
 """
-import pickle
 import zlib
 
 import numpy as np
@@ -18,6 +17,7 @@ from ...config_schema import WAYMO_LIDAR_NAMES
 from ..ray_origins import RayOrigins
 from . import waymo_proto
 from .errors import SweepError
+from .info_pickle import load_info_pickle
 from .tfrecord_io import read_record
 
 # Lidar mounting points (extrinsic translations) in Waymo's vehicle frame, metres: approximately those of
@@ -60,11 +60,7 @@ def read_waymo_npy(path, lidar_counts, origins=None, keep_nlz=True):
 def read_waymo_info(path) -> dict:
     """{sample_idx: num_points_of_each_lidar} from an OpenPCDet per-segment info list `<segment>.pkl`.
     Only plain values and numpy arrays are unpickled: anything else in the file is refused."""
-    try:
-        with open(path, 'rb') as f:
-            infos = _InfoUnpickler(f).load()
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError) as err:
-        raise SweepError(path, f'cannot read the info list: {err}') from err
+    infos = load_info_pickle(path)
     if not isinstance(infos, list):
         raise SweepError(path, f'expected a list of frame infos, got {type(infos).__name__}')
     counts = {}
@@ -76,18 +72,6 @@ def read_waymo_info(path) -> dict:
             raise SweepError(path, f'a frame info lacks point_cloud.sample_idx or num_points_of_each_lidar '
                                    f'({err!r})') from err
     return counts
-
-
-class _InfoUnpickler(pickle.Unpickler):
-    """OpenPCDet's infos hold dicts, lists, numbers, strings and numpy arrays: nothing else is loaded."""
-    ALLOWED = {('numpy', 'ndarray'), ('numpy', 'dtype'), ('numpy.core.multiarray', '_reconstruct'),
-               ('numpy._core.multiarray', '_reconstruct'), ('numpy.core.multiarray', 'scalar'),
-               ('numpy._core.multiarray', 'scalar')}
-
-    def find_class(self, module, name):
-        if (module, name) in self.ALLOWED or module == 'numpy.dtypes':
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f'refusing to load {module}.{name} (not a plain value or numpy array)')
 
 
 def read_waymo_tfrecord_frame(path, offset, keep_nlz=True):
