@@ -153,13 +153,17 @@ def test_stock_coverage_trains_exports_and_loads_each_config(tmp_path):
                           'kitti_models/voxel_rcnn_car.yaml', 'kitti_models/pointpillar.yaml',
                           'kitti_models/pointrcnn.yaml'], capture_output=True, text=True, env=cli_env(), cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
-    rows = {line.split(' | ')[0].strip('| '): line for line in run.stdout.splitlines() if line.startswith('| ')}
+    rows = {line.split(' | ')[0].strip('| '): line for line in run.stdout.splitlines() if line.startswith('| ')
+            and line.endswith('.yaml', 0, line.index(' | '))}
     assert '| 156/156 | yes |' in rows['kitti_models/voxel_rcnn_car.yaml']
     assert 'export ==> Done (loaded 156/157)' in rows['kitti_models/voxel_rcnn_car.yaml']
     assert '| 120/120 | yes |' in rows['kitti_models/pointpillar.yaml']
     assert 'export ==> Done (loaded 120/121)' in rows['kitti_models/pointpillar.yaml']
     assert '| 0/192 | no |' in rows['kitti_models/pointrcnn.yaml'] and 'point-based' in rows['kitti_models/pointrcnn.yaml']
     assert run.stdout.splitlines()[-1] == 'covered 2/58 configs'
+    readme = {line.split(' | ')[0].strip('| '): line for line in (REPO / 'README.md').read_text().splitlines()
+              if line.startswith('| ') and line.split(' | ')[0].strip('| ') in rows}
+    assert readme == rows, 'the README coverage table is what the command prints'
     assert 'cropped' in run.stdout
     exported = torch.load(next(tmp_path.glob('kitti_models_pointpillar.yaml/output/**/pretrained_backbone.pth')),
                           weights_only=True)
