@@ -1,10 +1,16 @@
-"""Speed and memory benchmarks: query generation, TFRecord CRC-32C, the data pipeline per worker, and the train step.
-Prints tables; asserts nothing. Record results in benchmarks/RESULTS.md.
+"""Speed and memory benchmarks, each figure against a baseline measured in the same process: query
+generation against plain NumPy, TFRecord CRC-32C against NumPy, data preparation per sweep per core
+against reading the file alone (KITTI, Waymo .npy, Waymo tfrecord, nuScenes), collating without
+`points`, persistent loader workers,
+and the training step (KITTI and Waymo configs) with the ALSO head's share of it, the split decoder
+against the concatenating one and the per-step metric read against none. Prints tables; asserts
+nothing. Record results in benchmarks/RESULTS.md.
 
-    python benchmarks/run.py [--quick] [--data DIR]
+    python benchmarks/run.py [--quick | --tiny] [--device cuda] [--batch 8] [--amp] [--row FILE]
 """
 import argparse
 import concurrent.futures
+import functools
 import multiprocessing
 import os
 import resource
@@ -24,16 +30,22 @@ import google_crc32c.python  # noqa: E402
 import reference_crc32c  # noqa: E402
 import reference_queries  # noqa: E402
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 from also_pcdet.config import cfg_from_list, cfg_from_yaml_file  # noqa: E402
 from also_pcdet.datasets import SweepDataset, queries, sweep_dataset  # noqa: E402
 from also_pcdet.datasets.augmentation import RigidAugmentation  # noqa: E402
 from also_pcdet.datasets.readers.tfrecord_io import crc32c  # noqa: E402
-from also_pcdet.datasets.synthetic import make_sweep, write_kitti_object  # noqa: E402
+from also_pcdet.datasets.synthetic import make_sweep  # noqa: E402
 from also_pcdet.engine.batch import batch_to_device  # noqa: E402
 from also_pcdet.engine.optimization import build_optimizer  # noqa: E402
+from also_pcdet.engine.trainer import Trainer  # noqa: E402
 from also_pcdet.models import build_network  # noqa: E402
+from also_pcdet.models.batch_inputs import model_reads_points  # noqa: E402
+from also_pcdet.models.column_neighbours import column_neighbours  # noqa: E402
+from also_pcdet.models.occupancy_head import decode_pairs, read_scalars  # noqa: E402
 from also_pcdet.spconv_compat import single_threaded_on_cpu  # noqa: E402
+from tools import make_synthetic  # noqa: E402
 
 SWEEP_POINTS = 120_000
 NUM_QUERIES = 4096
@@ -56,10 +68,37 @@ def table(title: str, header, rows):
         print('  '.join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(row, widths))))
 
 
-def kitti_cfg(data_path):
-    """The default KITTI SECOND pretraining config (cfgs/also_pretrain.yaml) reading `data_path`."""
-    cfg = cfg_from_yaml_file(REPO / 'cfgs' / 'also_pretrain.yaml')
-    return cfg_from_list(['DATA_CONFIG.DATA_PATH', str(data_path)], cfg)
+# name, synthetic layout (tools/make_synthetic.py), config, target ms per sweep per core, tiny range
+LAYOUTS = (
+    ('KITTI', 'kitti_object', 'also_pretrain.yaml', 10.0, '[0,-12.8,-3,25.6,12.8,1]'),
+    ('Waymo .npy', 'waymo_processed', 'also_pretrain_waymo.yaml', 40.0, '[-12.8,-12.8,-2,12.8,12.8,4]'),
+    ('Waymo tfrecord', 'waymo_tfrecord', 'also_pretrain_waymo_tfrecord.yaml', 40.0, '[-12.8,-12.8,-2,12.8,12.8,4]'),
+    ('nuScenes', 'nuscenes', 'also_pretrain_nuscenes.yaml', None, '[-12.8,-12.8,-5,12.8,12.8,3]'),
+)
+STEP_LAYOUTS = ('KITTI', 'Waymo .npy')   # the training step is timed on these configs
+HEAD_TARGET = 0.15                       # the head's share of the step
+
+
+def layout_cfg(name, data_path, tiny=False):
+    """The shipped config of layout `name` reading `data_path`; `tiny`: a 25.6 m box and 256 queries (dry runs)."""
+    _, _, cfg_file, _, tiny_range = next(layout for layout in LAYOUTS if layout[0] == name)
+    cfg = cfg_from_yaml_file(REPO / 'cfgs' / cfg_file)
+    extra = ['DATA_CONFIG.POINT_CLOUD_RANGE', tiny_range, 'DATA_CONFIG.QUERIES.NUM_QUERIES', '256'] if tiny else []
+    return cfg_from_list(['DATA_CONFIG.DATA_PATH', str(data_path)] + extra, cfg)
+
+
+def write_layouts(root: Path, num_sweeps: int) -> dict:
+    """Synthetic sweeps of every layout under `root` (enough for `num_sweeps` train sweeps each)."""
+    paths = {}
+    for name, layout, *_ in LAYOUTS:
+        paths[name] = root / layout
+        make_synthetic.main(['--out', str(paths[name]), '--layout', layout, '--seed', '0',
+                             '--num_sweeps', str(num_sweeps + num_sweeps // 3 + 2)])
+    return paths
+
+
+def load() -> str:
+    return f'{os.getloadavg()[0]:.1f}'
 
 
 # ----- query generation -----
@@ -121,16 +160,17 @@ def stage_timers(dataset):
         sweep_dataset.decimate, sweep_dataset.sample_queries, RigidAugmentation.apply = saved
 
 
-def bench_pipeline(data_path, num_sweeps: int, batch_size: int = 2):
+def bench_pipeline(cfg, num_sweeps: int, batch_size: int = 2):
     torch.set_num_threads(1)  # what one loader worker gets
-    dataset = SweepDataset(kitti_cfg(data_path).DATA_CONFIG, training=True, seed=0)
+    dataset = SweepDataset(cfg.DATA_CONFIG, training=True, seed=0)
     dataset[0]  # builds the worker's voxel generator once
     count = min(num_sweeps, len(dataset))
     with stage_timers(dataset) as spent:
         start = time.perf_counter()
         samples = [dataset[i] for i in range(count)]
         begin = time.perf_counter()
-        batches = [dataset.collate_batch(samples[i:i + batch_size]) for i in range(0, count, batch_size)]
+        batches = [dataset.collate_batch(samples[i:i + batch_size], with_points=False)
+                   for i in range(0, count, batch_size)]
         spent['collate'] = time.perf_counter() - begin
         total = time.perf_counter() - start
     spent['other'] = total - sum(spent.values())
@@ -139,45 +179,157 @@ def bench_pipeline(data_path, num_sweeps: int, batch_size: int = 2):
     points = np.mean([len(s['points']) for s in samples])
     table(f'Data pipeline, one worker (1 thread), KITTI SECOND config, {count} synthetic sweeps, '
           f'~{points:,.0f} points in range after decimation', ['stage', 'ms/sweep', 'share'], rows)
-    return {'ms_per_sweep': 1e3 * total / count, 'batches': batches}
+    return {'ms_per_sweep': 1e3 * total / count, 'samples': samples}
+
+
+def bench_prep_layouts(paths: dict, num_sweeps: int, tiny: bool) -> dict:
+    """Per sweep on one core: reading the file alone, and the whole preparation (read, augment, crop,
+    decimate, queries, voxelize) that a loader worker does; medians over the sweeps."""
+    torch.set_num_threads(1)
+    rows, results = [], {}
+    for name, _, _, target, _ in LAYOUTS:
+        dataset = SweepDataset(layout_cfg(name, paths[name], tiny).DATA_CONFIG, training=True, seed=0)
+        dataset[0]  # builds the worker's voxel generator once
+        read, prep, points = [], [], []
+        for i in range(min(num_sweeps, len(dataset))):
+            start = time.perf_counter()
+            raw, _ = dataset.source.read(dataset.sample_ids[i])
+            read.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            sample = dataset[i]
+            prep.append(time.perf_counter() - start)
+            points.append((len(raw), len(sample['points'])))
+        read_ms, prep_ms = 1e3 * float(np.median(read)), 1e3 * float(np.median(prep))
+        verdict = '-' if target is None else (f'<= {target:.0f}: met' if prep_ms <= target else f'<= {target:.0f}: NOT met')
+        results[name] = {'read_ms': read_ms, 'prep_ms': prep_ms, 'target': target, 'load': load()}
+        raw_points, kept = np.mean(points, axis=0)
+        rows.append([name, f'{raw_points:,.0f}', f'{kept:,.0f}', f'{read_ms:.1f}', f'{prep_ms:.1f}',
+                     f'{prep_ms / read_ms:.1f}x', verdict, load()])
+    table(f'Data preparation per sweep per core (1 thread; median of {len(prep)} sweeps per layout)',
+          ['layout', 'raw points', 'points in range', 'read ms', 'prepare ms', 'prepare / read', 'target ms',
+           'load'], rows)
+    return results
+
+
+def bench_collate_points(samples: list, batch_size: int, repeat: int, device) -> dict:
+    """Collating and moving a batch to the device with and without the `points` array."""
+    group = (samples * batch_size)[:batch_size]
+    rows, out = [], {}
+    for with_points in (True, False):
+        collate = median_ms(lambda: SweepDataset.collate_batch(group, with_points=with_points), repeat)
+        batch = SweepDataset.collate_batch(group, with_points=with_points)
+        sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
+        move = median_ms(lambda: (batch_to_device(batch, device), sync()), repeat)
+        megabytes = sum(v.nbytes for v in batch.values() if isinstance(v, np.ndarray)) / 2 ** 20
+        out[with_points] = collate + move
+        rows.append(['with points' if with_points else 'without (MeanVFE)', f'{collate:.2f}', f'{move:.2f}',
+                     f'{megabytes:.1f}'])
+    table(f'Collate + copy to {device.type}, batch {batch_size} (median of {repeat})',
+          ['batch', 'collate ms', 'to device ms', 'MB'], rows)
+    return out
+
+
+def bench_persistent_workers(cfg, batch_size: int, workers: int = 2) -> dict:
+    """Seconds for the second epoch of a small loader: workers started again vs kept (persistent)."""
+    dataset = SweepDataset(cfg.DATA_CONFIG, training=True, seed=0)
+    dataset.sample_ids = dataset.sample_ids[:2 * batch_size]
+    out = {}
+    for persistent in (False, True):
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                                             collate_fn=functools.partial(SweepDataset.collate_batch, with_points=False),
+                                             persistent_workers=persistent)
+        for epoch in range(2):
+            dataset.set_epoch(epoch)
+            start = time.perf_counter()
+            for _ in loader:
+                pass
+            out[persistent] = time.perf_counter() - start
+        del loader
+    table(f'Second epoch of {len(dataset)} sweeps, batch {batch_size}, {workers} workers',
+          ['workers', 'epoch s'], [['restarted each epoch', f'{out[False]:.2f}'], ['persistent', f'{out[True]:.2f}']])
+    return out
 
 
 # ----- train step -----
-def step_times(model, optimizer, batch, device, times):
-    """One train step; its forward, backward and optimizer seconds are appended to `times` (unless None)."""
+def naive_decode(decoder, cell_latents, pair_cell, relative):
+    """The decoder's definition: each (query, latent) pair concatenated and decoded on its own."""
+    return decoder(torch.cat([cell_latents[pair_cell], relative], dim=1))
+
+
+def timed(fn, device, repeat: int) -> float:
+    """Median seconds of `fn` after one warm-up call, synchronising the GPU around each call."""
     sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
-    marks = [time.perf_counter()]
-    ret, _, _ = model(batch_to_device(batch, device))
-    sync()
-    marks.append(time.perf_counter())
-    ret['loss'].backward()
-    sync()
-    marks.append(time.perf_counter())
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    sync()
-    marks.append(time.perf_counter())
-    if times is not None:
-        for key, begin, end in zip(times, marks, marks[1:]):
-            times[key].append(end - begin)
+    fn()
+    times = []
+    for _ in range(repeat):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
-def train_steps(data_path, batches, device_name: str) -> dict:
-    """Forward / backward / optimizer medians; run in a fresh process so that its peak RSS is the step's.
-    On the CPU one thread, as tools/train.py trains (spconv's CPU convolutions race on several)."""
+def train_steps(name: str, data_path: str, device_name: str, batch_size: int, steps: int, amp: bool,
+                tiny: bool) -> dict:
+    """The training step as Trainer.step runs it, and inside the same process its parts: the ALSO head
+    alone (latent projection, column search, decoder, loss; forward + backward from the BEV map), the
+    decoder split vs concatenated, and the step with its metrics read every step. Run in a fresh process
+    so that its peak memory is the step's. On the CPU one thread, as tools/train.py trains."""
     device = torch.device(device_name)
-    cfg = kitti_cfg(data_path)
-    dataset = SweepDataset(cfg.DATA_CONFIG, training=True)
+    cfg = layout_cfg(name, data_path, tiny)
+    dataset = SweepDataset(cfg.DATA_CONFIG, training=True, seed=0)
     torch.manual_seed(0)
     model = build_network(cfg.MODEL, dataset).to(device).train()
-    optimizer = build_optimizer(model, cfg.OPTIMIZATION)
-    times = {'forward': [], 'backward': [], 'optimizer': []}
+    samples = [dataset[i % len(dataset)] for i in range(batch_size)]
+    batch = SweepDataset.collate_batch(samples, with_points=model_reads_points(model))
+    trainer = Trainer(model, build_optimizer(model, cfg.OPTIMIZATION), None, cfg.OPTIMIZATION, ckpt_dir=None,
+                      device=device, amp=amp)
+    trainer.total_iters = 10 ** 6
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = False
+        torch.cuda.reset_peak_memory_stats()
+    autocast = functools.partial(torch.autocast, device_type=device.type, dtype=torch.float16, enabled=amp)
+    head = model.dense_head
     with single_threaded_on_cpu(device):
         threads = torch.get_num_threads()
-        for step, batch in enumerate(batches):
-            step_times(model, optimizer, batch, device, times if step else None)  # step 0 is warm-up
-    result = {key: 1e3 * float(np.median(values)) for key, values in times.items()}
-    result['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        step = timed(lambda: trainer.step(batch_to_device(batch, device)), device, steps)
+        step_read = timed(lambda: read_scalars(trainer.step(batch_to_device(batch, device))), device, steps)
+        with torch.no_grad(), autocast():
+            encoded = model.encode(batch_to_device(batch, device))
+        features = encoded['spatial_features_2d'].detach().requires_grad_()
+
+        def head_pass():
+            with autocast():
+                head(dict(encoded, spatial_features_2d=features))
+                loss = head.get_loss()[0]
+            loss.backward()
+        head_s = timed(head_pass, device, steps)
+
+        with autocast():
+            latents = head.latent_proj(features).detach()
+        _, channels, height, width = latents.shape
+        queries = encoded['queries']
+        q_index, cell, centres = column_neighbours(
+            queries[:, 1:3], queries[:, 0], head.point_cloud_range[:2], head.cell_size((height, width)),
+            (height, width), head.model_cfg.RADIUS, head.model_cfg.MAX_NEIGHBOURS)
+        flat = latents.permute(0, 2, 3, 1).reshape(-1, channels).requires_grad_()
+        relative = queries[q_index, 1:4] - F.pad(centres, (0, 1))
+
+        def decoder_pass(decode):
+            def run():
+                with autocast():
+                    out = decode(head.decoder, flat, cell, relative)
+                out.float().sum().backward()
+            return run
+        decoder = {'concatenated': timed(decoder_pass(naive_decode), device, steps)}
+        for cells in ('all', 'referenced'):
+            decoder[cells] = timed(decoder_pass(functools.partial(decode_pairs, cells=cells)), device, steps)
+    result = {'name': name, 'batch': batch_size, 'amp': amp, 'step_ms': 1e3 * step,
+              'step_read_ms': 1e3 * step_read, 'head_ms': 1e3 * head_s,
+              'decoder_ms': {key: 1e3 * value for key, value in decoder.items()},
+              'pairs': len(cell), 'cells': len(flat), 'points_collated': 'points' in batch,
+              'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if device.type == 'cuda':
         result['peak_gpu_mb'] = torch.cuda.max_memory_allocated() / 2 ** 20
         result['device'] = torch.cuda.get_device_name()
@@ -186,24 +338,31 @@ def train_steps(data_path, batches, device_name: str) -> dict:
     return result
 
 
-def bench_train(data_path, batches, batch_size: int):
-    devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
-    rows, results = [], {}
-    for name in devices:
+def bench_train(paths: dict, device_name: str, batch_size: int, steps: int, amp: bool, tiny: bool) -> list:
+    results = []
+    for name in STEP_LAYOUTS[:1] if tiny else STEP_LAYOUTS:   # a dry run checks the code path once
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn')) as pool:
-            result = pool.submit(train_steps, str(data_path), batches, name).result()
-        results[name] = result
-        total = result['forward'] + result['backward'] + result['optimizer']
-        gpu = f'{result["peak_gpu_mb"]:,.0f}' if 'peak_gpu_mb' in result else '-'
-        rows.append([result['device'], f'{result["forward"]:.0f}', f'{result["backward"]:.0f}',
-                     f'{result["optimizer"]:.0f}', f'{total:.0f}', f'{total / batch_size:.0f}',
-                     f'{result["peak_rss_mb"]:,.0f}', gpu])
-    table(f'Train step, KITTI SECOND config, batch {batch_size}, synthetic sweeps '
-          f'(median of {len(batches) - 1} steps after one warm-up)',
-          ['device', 'forward ms', 'backward ms', 'optimizer ms', 'step ms', 'ms/sweep', 'peak RSS MB',
-           'peak GPU MB'], rows)
-    if 'cuda' not in results:
-        print('GPU: not available in this session')
+            result = pool.submit(train_steps, name, str(paths[name]), device_name, batch_size, steps, amp, tiny).result()
+        result['load'] = load()
+        results.append(result)
+    rows = []
+    for r in results:
+        share = r['head_ms'] / r['step_ms']
+        dec = r['decoder_ms']
+        best = min(('all', 'referenced'), key=dec.get)
+        auto = 'all' if r['pairs'] >= r['cells'] and 'peak_gpu_mb' in r else 'referenced'
+        memory = f'{r["peak_gpu_mb"]:,.0f} GPU' if 'peak_gpu_mb' in r else f'{r["peak_rss_mb"]:,.0f} RSS'
+        rows.append([r['name'], r['device'], 'fp16 amp' if r['amp'] else 'fp32', f'{r["step_ms"]:.0f}',
+                     f'{1e3 * r["batch"] / r["step_ms"]:.2f}', f'{r["head_ms"]:.0f}',
+                     f'{100 * share:.1f} % ({"met" if share <= HEAD_TARGET else "NOT met"})',
+                     f'{dec["concatenated"]:.1f} / {dec["all"]:.1f} / {dec["referenced"]:.1f}',
+                     f'{r["pairs"]:,} / {r["cells"]:,} -> {auto}{"" if auto == best else " (not the faster)"}',
+                     f'{r["step_read_ms"] / r["step_ms"]:.3f}x', memory, r['load']])
+    table(f'Train step (Trainer.step, points collated: {"yes" if results[0]["points_collated"] else "no"}), batch '
+          f'{batch_size}, median of {steps} after one warm-up; head = projection + column search + decoder + loss, '
+          f'forward + backward; decoder fwd+bwd: concatenated / split, all cells / split, referenced cells',
+          ['config', 'device', 'precision', 'step ms', 'samples/s', 'head ms', f'head share (<= {HEAD_TARGET:.0%})',
+           'decoder ms', 'pairs / cells -> auto', 'read metrics every step', 'peak MB', 'load'], rows)
     return results
 
 
@@ -228,32 +387,52 @@ def bench_crc32c(repeat: int):
           ['bytes', 'library ms', 'NumPy ms', 'pure Python ms', 'library MB/s', 'NumPy / library'], rows)
 
 
+def results_row(results: list, when: str) -> str:
+    """Markdown rows (one per config) for the GPU table of benchmarks/RESULTS.md."""
+    lines = []
+    for r in results:
+        memory = f'{r["peak_gpu_mb"]:,.0f}' if 'peak_gpu_mb' in r else f'{r["peak_rss_mb"]:,.0f} (RSS)'
+        lines.append(f'| {when} | {r["device"]} | {r["name"]} | {r["batch"]} | {"amp" if r["amp"] else "fp32"} | '
+                     f'{r["step_ms"]:.0f} | {1e3 * r["batch"] / r["step_ms"]:.1f} | '
+                     f'{100 * r["head_ms"] / r["step_ms"]:.1f} % | {memory} | {r["load"]} |')
+    return '\n'.join(lines) + '\n'
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--quick', action='store_true', help='fewer repeats, sweeps and train steps')
-    p.add_argument('--data', default=None, help='KITTI-layout sweeps (default: synthetic ones in a temp dir)')
+    size = p.add_mutually_exclusive_group()
+    size.add_argument('--quick', action='store_true', help='fewer repeats, sweeps and train steps')
+    size.add_argument('--tiny', action='store_true', help='dry run: 25.6 m boxes, 256 queries, 2 sweeps, 1 step')
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', help='train step device')
+    p.add_argument('--batch', type=int, default=None, help='train step batch (default: 8 on a GPU, 1 on the CPU)')
+    p.add_argument('--amp', action='store_true', help='train step in float16 autocast (CUDA)')
+    p.add_argument('--only_step', action='store_true', help='time only the train step (GPU check, second run)')
+    p.add_argument('--row', default=None, help='append the train step rows (markdown) to this file')
     args = p.parse_args(argv)
-    repeat, num_sweeps, train_batches, batch_size = (5, 6, 2, 2) if args.quick else (30, 16, 4, 2)
-    print(f'{time.strftime("%Y-%m-%d %H:%M")}  {os.cpu_count()} CPU cores, load average '
-          f'{os.getloadavg()[0]:.1f}, torch {torch.__version__}, numpy {np.__version__}')
-    bench_queries(repeat)
-    bench_crc32c(repeat)
+    repeat, num_sweeps, steps = (2, 2, 1) if args.tiny else (5, 4, 2) if args.quick else (20, 12, 3)
+    device = torch.device(args.device)
+    batch_size = args.batch or (8 if device.type == 'cuda' else 1)
+    if device.type == 'cuda' and not args.tiny:
+        steps = max(steps, 5)
+    when = time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())
+    print(f'{when}  {os.cpu_count()} CPU cores, load average {load()}, torch {torch.__version__}, '
+          f'numpy {np.__version__}, train step on {device}')
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(args.data) if args.data else Path(tmp)
-        if not args.data:
-            write_kitti_object(data, num_sweeps=num_sweeps + num_sweeps // 4 + 1, seed=0, val_every=5)
-        pipeline = bench_pipeline(data, num_sweeps, batch_size)
-        train = bench_train(data, pipeline['batches'][:train_batches], batch_size)
-    prep = pipeline['ms_per_sweep']
-    print(f'\nBudget: data preparation {prep:.0f} ms/sweep on one core.')
-    if 'cuda' in train:
-        step = sum(train['cuda'][k] for k in ('forward', 'backward', 'optimizer')) / batch_size
-        verdict = 'holds' if prep < step else 'does NOT hold'
-        print(f'GPU train step {step:.0f} ms/sweep: "prep on one core < GPU step" {verdict}.')
-    else:
-        print(f'No GPU here: the budget holds for any GPU whose train step takes more than {prep:.0f} ms per sweep '
-              f'(4 workers keep up down to {prep / 4:.0f} ms).')
-    print(f'load average at the end: {os.getloadavg()[0]:.1f}')
+        paths = write_layouts(Path(tmp), num_sweeps)
+        if not args.only_step:
+            bench_queries(repeat)
+            bench_crc32c(repeat)
+            kitti = layout_cfg('KITTI', paths['KITTI'], args.tiny)
+            pipeline = bench_pipeline(kitti, num_sweeps)
+            bench_prep_layouts(paths, num_sweeps, args.tiny)
+            bench_collate_points(pipeline['samples'], batch_size, repeat, device)
+            bench_persistent_workers(kitti, batch_size=2)
+        results = bench_train(paths, args.device, batch_size, steps, args.amp, args.tiny)
+    if args.row:
+        with open(args.row, 'a') as out:
+            out.write(results_row(results, when))
+        print(f'rows appended to {args.row}')
+    print(f'load average at the end: {load()}')
 
 
 if __name__ == '__main__':

@@ -65,13 +65,15 @@ def decode_pairs(decoder: nn.Sequential, cell_latents: torch.Tensor, pair_cell: 
 
     First layer: W [latent | rel] + b = W_latent latent + W_rel rel + b, about a third of the decoder's
     FLOPs when done per pair. `cells`: 'all' projects every cell of the map (no search, no host sync),
-    'referenced' only the cells some pair uses (one host sync for their count), 'auto' picks 'all' when
-    there are at least as many pairs as cells (benchmarks/RESULTS.md has both measured)."""
+    'referenced' only the cells some pair uses (fewer rows, one host sync for their count); 'auto' takes
+    'all' on a GPU when there are at least as many pairs as cells, else 'referenced' (both are measured in
+    benchmarks/RESULTS.md)."""
     first = decoder[0]
     channels = cell_latents.shape[1]
     w_latent, w_rel = first.weight[:, :channels], first.weight[:, channels:]
     if cells == 'auto':
-        cells = 'all' if len(pair_cell) >= len(cell_latents) else 'referenced'
+        on_gpu = cell_latents.device.type != 'cpu'
+        cells = 'all' if on_gpu and len(pair_cell) >= len(cell_latents) else 'referenced'
     if cells == 'all':
         per_cell, index = F.linear(cell_latents, w_latent), pair_cell
     elif cells == 'referenced':
