@@ -1,6 +1,7 @@
 """Speed and memory benchmarks, each figure against a baseline measured in the same process: query
 generation against plain NumPy, TFRecord CRC-32C against NumPy, data preparation per sweep per core
-against reading the file alone (KITTI, Waymo .npy, Waymo tfrecord, nuScenes), collating without
+against reading the file alone (KITTI, Waymo .npy, Waymo tfrecord, nuScenes), a Waymo Frame's lidar
+fields decoded alone against the whole message (camera images included), collating without
 `points`, persistent loader workers,
 and the training step (KITTI and Waymo configs) with the ALSO head's share of it, the split decoder
 against the concatenating one and the per-step metric read against none. Prints tables; asserts
@@ -28,6 +29,7 @@ sys.path[:0] = [str(REPO), str(REPO / 'benchmarks')]
 import google_crc32c  # noqa: E402
 import google_crc32c.python  # noqa: E402
 import reference_crc32c  # noqa: E402
+import frame_fields  # noqa: E402
 import reference_queries  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -35,8 +37,11 @@ import torch.nn.functional as F  # noqa: E402
 from also_pcdet.config import cfg_from_list, cfg_from_yaml_file  # noqa: E402
 from also_pcdet.datasets import SweepDataset, queries, sweep_dataset  # noqa: E402
 from also_pcdet.datasets.augmentation import RigidAugmentation  # noqa: E402
-from also_pcdet.datasets.readers.tfrecord_io import crc32c  # noqa: E402
+from also_pcdet.datasets.readers import waymo_proto  # noqa: E402
+from also_pcdet.datasets.readers.tfrecord_io import crc32c, index_tfrecord, read_record  # noqa: E402
+from also_pcdet.datasets.readers.waymo import read_waymo_tfrecord_frame  # noqa: E402
 from also_pcdet.datasets.synthetic import make_sweep  # noqa: E402
+from also_pcdet.datasets.synthetic.waymo_cameras import with_camera_parts  # noqa: E402
 from also_pcdet.engine.batch import batch_to_device  # noqa: E402
 from also_pcdet.engine.optimization import build_optimizer  # noqa: E402
 from also_pcdet.engine.trainer import Trainer  # noqa: E402
@@ -250,6 +255,27 @@ def bench_persistent_workers(cfg, batch_size: int, workers: int = 2) -> dict:
     return out
 
 
+def bench_frame_decode(paths: dict, repeat: int) -> dict:
+    """A Waymo Frame record with its five camera images and laser labels (synthetic, real sizes): parsing the
+    whole message, as the reader does, against walking it on the wire and parsing only the lidar fields
+    (benchmarks/frame_fields.py), and the reader's whole read of the frame (decompression, geometry)."""
+    source = SweepDataset(layout_cfg('Waymo tfrecord', paths['Waymo tfrecord']).DATA_CONFIG, training=True).source
+    path = source.path(0)
+    record = with_camera_parts(read_record(path, index_tfrecord(path)[0]), np.random.default_rng(0))
+    whole = median_ms(lambda: waymo_proto.Frame.FromString(record), repeat)
+    lidar = median_ms(lambda: waymo_proto.Frame.FromString(frame_fields.lidar_fields(record)), repeat)
+    scan = median_ms(lambda: frame_fields.lidar_fields(record), repeat)
+    kept = len(frame_fields.lidar_fields(record))
+    read = median_ms(lambda: read_waymo_tfrecord_frame(path, index_tfrecord(path)[0]), repeat)
+    table(f'Waymo Frame record of {len(record) / 2 ** 20:.1f} MB ({kept / 2 ** 20:.1f} MB lidar fields, '
+          f'5 camera images, 60 laser labels; {"official" if waymo_proto.USING_OFFICIAL_PROTOS else "subset"} '
+          f'Frame class; median of {repeat})', ['decode', 'ms'],
+          [['whole message', f'{whole:.2f}'], ['lidar fields only (wire walk + parse)', f'{lidar:.2f}'],
+           ['  of which the wire walk', f'{scan:.2f}'],
+           ['the reader, whole frame (5 lidars x 2 returns: zlib, range images to points)', f'{read:.1f}']])
+    return {'whole_ms': whole, 'lidar_ms': lidar, 'read_ms': read}
+
+
 # ----- train step -----
 def naive_decode(decoder, cell_latents, pair_cell, relative):
     """The decoder's definition: each (query, latent) pair concatenated and decoded on its own."""
@@ -425,6 +451,7 @@ def main(argv=None):
             kitti = layout_cfg('KITTI', paths['KITTI'], args.tiny)
             pipeline = bench_pipeline(kitti, num_sweeps)
             bench_prep_layouts(paths, num_sweeps, args.tiny)
+            bench_frame_decode(paths, repeat)
             bench_collate_points(pipeline['samples'], batch_size, repeat, device)
             bench_persistent_workers(kitti, batch_size=2)
         results = bench_train(paths, args.device, batch_size, steps, args.amp, args.tiny)
