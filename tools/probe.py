@@ -20,6 +20,7 @@ def main(argv=None):
     p.add_argument('--seed', type=int, default=0, help='label subset, random backbone and classifier seed')
     p.add_argument('--steps', type=int, default=300, help='full-batch Adam steps of the linear classifier')
     p.add_argument('--max_sweeps', type=int, default=None, help='use at most this many sweeps per split')
+    p.add_argument('--brief', action='store_true', help='print one line: pretrained vs random-init mIoU')
     args = p.parse_args(argv)
     cfg = config_from_args(args)
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
@@ -27,6 +28,11 @@ def main(argv=None):
     results = {'ALSO': run_probe(cfg.MODEL, cfg.DATA_CONFIG, args.ckpt, **options),
                'random init': run_probe(cfg.MODEL, cfg.DATA_CONFIG, None, **options)}
     names = results['ALSO']['class_names']
+    if args.brief:
+        print(f'linear probe ({args.fraction:.1%} of the training points labelled, seed {args.seed}): mIoU '
+              f'{results["ALSO"]["miou"]:.3f} from the ALSO checkpoint vs {results["random init"]["miou"]:.3f} '
+              f'from a random backbone')
+        return results
     print(f'linear probe, {args.fraction:.1%} of the training points labelled '
           f'({results["ALSO"]["train_points"]:,}), mIoU on {results["ALSO"]["val_points"]:,} val points')
     print(f'{"backbone":<12} {"mIoU":>6} ' + ' '.join(f'{n:>8}' for n in names))

@@ -5,7 +5,9 @@ point, as `write_kitti_object` writes) gets the frozen backbone's features at it
 x_conv1 (16 channels, stride 1, the point's own voxel) concatenated with spatial_features_2d
 (512 channels, stride 8, the point's BEV cell) = 528 features. A linear classifier, standardised
 inputs and class-balanced cross-entropy, is trained on a seeded `fraction` of the training split's
-points and scored by mIoU on every point of the val split."""
+points and scored by mIoU on every point of the val split. Before features are taken, the BatchNorm statistics of
+the backbone are re-estimated on the probe's training sweeps, for the checkpoint and the random backbone alike
+(a random backbone otherwise normalises with its initial mean 0 / variance 1, which flatters pretraining)."""
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,8 @@ from ..datasets.synthetic import CLASS_NAMES
 from ..models import build_network
 from ..spconv_compat import single_threaded_on_cpu
 from .batch import batch_to_device
+from .batchnorm import recalibrate_batchnorm
+from .detection_probe import collate
 from .evaluation import load_trained
 
 
@@ -47,20 +51,21 @@ def sparse_lookup(indices: torch.Tensor, features: torch.Tensor, zyx: np.ndarray
     return rows, found
 
 
+def cropped_sweep(dataset: SweepDataset, source_index: int) -> tuple:
+    """(points inside POINT_CLOUD_RANGE with the used columns, float32; the mask of them in the sweep)."""
+    points, _ = dataset.source.read(source_index)
+    inside = dataset.crop_mask(points[:, :3])
+    return np.ascontiguousarray(points[inside][:, dataset.used_columns], dtype=np.float32), inside
+
+
 @torch.no_grad()
 def point_features(model, dataset: SweepDataset, source_index: int, device) -> tuple:
     """(features (M, 528) float32 on the CPU, labels (M,)) for the points of one sweep that are inside
     POINT_CLOUD_RANGE and whose voxel reached the backbone."""
-    points, _ = dataset.source.read(source_index)
-    labels = read_labels(dataset.source.path(source_index), len(points))
-    inside = dataset.crop_mask(points[:, :3])
-    points = np.ascontiguousarray(points[inside][:, dataset.used_columns], dtype=np.float32)
-    labels = labels[inside]
-    batch = {'batch_size': 1, 'points': np.pad(points, ((0, 0), (1, 0)))}
-    batch.update(dataset.voxelizer(points))
-    batch['voxel_coords'] = np.pad(batch['voxel_coords'], ((0, 0), (1, 0)))
+    points, inside = cropped_sweep(dataset, source_index)
+    labels = read_labels(dataset.source.path(source_index), len(inside))[inside]
     with single_threaded_on_cpu(device):
-        encoded = model.encode(batch_to_device(batch, device))
+        encoded = model.encode(batch_to_device(collate(dataset, [{'points': points}]), device))
     low, size = dataset.point_cloud_range[:3], dataset.voxel_size
     zyx = np.floor((points[:, :3] - low) / size).astype(np.int64)[:, ::-1]
     zyx = np.minimum(zyx, dataset.grid_size[::-1] - 1)
@@ -111,11 +116,15 @@ def run_probe(model_cfg, data_cfg, ckpt=None, *, fraction: float = 0.01, seed: i
         model = build_network(model_cfg, train_set)
     if ckpt is not None:
         load_trained(model, ckpt, backbone_only=True)
-    model.to(device).eval()
+    model.to(device)
+    train_sweeps = range(len(train_set.source))[:max_sweeps]
+    with single_threaded_on_cpu(device):
+        recalibrate_batchnorm(model, lambda i: model.encode(batch_to_device(
+            collate(train_set, [{'points': cropped_sweep(train_set, i)[0]}]), device)), train_sweeps)
     num_classes = len(class_names)
 
     picked_x, picked_y = [], []
-    for i in range(len(train_set.source))[:max_sweeps]:
+    for i in train_sweeps:
         x, y = point_features(model, train_set, i, device)
         rng = np.random.default_rng([seed, i])
         pick = torch.from_numpy(rng.choice(len(y), max(1, round(fraction * len(y))), replace=False))

@@ -82,17 +82,31 @@ class Ground:
 
 
 @dataclass(frozen=True)
+class SceneObject:
+    """A labelled object: its tight box (world frame, centre, size = length/width/height along the box axes,
+    yaw about z), its KITTI type ('Car', 'Van', 'Truck', 'Pedestrian') and the primitives it is made of
+    (indices into Scene.boxes and Scene.cylinders)."""
+    kind: str
+    center: tuple
+    size: tuple
+    yaw: float
+    boxes: tuple = ()
+    cylinders: tuple = ()
+
+
+@dataclass(frozen=True)
 class Scene:
     ground: Ground
     boxes: Boxes
     cylinders: Cylinders
+    objects: tuple = ()  # SceneObject per vehicle and person
 
 
 class _Collector:
     """Accumulates primitive rows while a scene is generated."""
 
     def __init__(self):
-        self.boxes, self.cylinders = [], []
+        self.boxes, self.cylinders, self.objects = [], [], []
 
     def box(self, x, y, z0, length, width, height, yaw, cls, refl):
         self.boxes.append((x, y, z0 + height / 2, length, width, height, yaw, cls, refl))
@@ -100,8 +114,14 @@ class _Collector:
     def cylinder(self, x, y, z0, height, radius, cls, refl):
         self.cylinders.append((x, y, z0, z0 + height, radius, cls, refl))
 
+    def labelled(self, kind, x, y, z0, length, width, height, yaw, first_box, first_cylinder):
+        """Record the object made of the primitives added since (first_box, first_cylinder)."""
+        self.objects.append(SceneObject(kind, (x, y, z0 + height / 2), (length, width, height), float(yaw),
+                                        tuple(range(first_box, len(self.boxes))),
+                                        tuple(range(first_cylinder, len(self.cylinders)))))
+
     def build(self, ground):
-        return Scene(ground, Boxes.from_rows(self.boxes), Cylinders.from_rows(self.cylinders))
+        return Scene(ground, Boxes.from_rows(self.boxes), Cylinders.from_rows(self.cylinders), tuple(self.objects))
 
 
 def make_scene(rng: np.random.Generator) -> Scene:
@@ -181,14 +201,20 @@ def _furniture(rng, col, side, curb_y, front_y, x0, x1):
 
 
 def _person(rng, col, x, y, z0):
-    col.cylinder(x, y, z0, rng.uniform(1.5, 1.9), rng.uniform(0.25, 0.35), PERSON, SKIN)
+    first = len(col.cylinders)
+    height, radius = rng.uniform(1.5, 1.9), rng.uniform(0.25, 0.35)
+    col.cylinder(x, y, z0, height, radius, PERSON, SKIN)
+    col.labelled('Pedestrian', x, y, z0, 2 * radius, 2 * radius, height, 0.0, len(col.boxes), first)
 
 
 def _vehicle(rng, col, x, y, yaw):
-    """A car (body + glazed cabin) or, sometimes, a van/truck (one box)."""
+    """A car (body + glazed cabin) or, sometimes, a van/truck (one box, a truck when longer than 6.5 m)."""
+    first = len(col.boxes)
     if rng.random() < 0.15:
-        col.box(x, y, 0.0, rng.uniform(5.0, 8.0), rng.uniform(2.0, 2.5), rng.uniform(2.2, 3.3),
-                yaw, VEHICLE, rng.uniform(0.3, 0.8))
+        length, width, height = rng.uniform(5.0, 8.0), rng.uniform(2.0, 2.5), rng.uniform(2.2, 3.3)
+        col.box(x, y, 0.0, length, width, height, yaw, VEHICLE, rng.uniform(0.3, 0.8))
+        col.labelled('Truck' if length > 6.5 else 'Van', x, y, 0.0, length, width, height, yaw, first,
+                     len(col.cylinders))
         return
     length, width, height = rng.uniform(3.9, 4.8), rng.uniform(1.7, 1.95), rng.uniform(1.4, 1.65)
     body = 0.6 * height
@@ -196,6 +222,7 @@ def _vehicle(rng, col, x, y, yaw):
     shift = -0.05 * length
     col.box(x + shift * np.cos(yaw), y + shift * np.sin(yaw), body, 0.55 * length, 0.9 * width,
             height - body, yaw, VEHICLE, GLASS)
+    col.labelled('Car', x, y, 0.0, length, width, height, yaw, first, len(col.cylinders))  # the cabin is inside
 
 
 def _parked(rng, col, side, curb_y, x0, x1):
