@@ -3,7 +3,8 @@
     python tools/make_synthetic.py --out data/synthetic_kitti --num_sweeps 20 --seed 0 \
         [--layout kitti_object] [--bev_png docs/synthetic_bev.png] [--workers N]
 
-Layouts: kitti_object (training/velodyne + ImageSets), kitti_raw (<date>/<drive>_sync/velodyne_points/data),
+Layouts: kitti_object (training/velodyne, semantic, and the KITTI label_2 / calib / image_2 / planes OpenPCDet reads,
++ ImageSets), kitti_raw (<date>/<drive>_sync/velodyne_points/data),
 kitti360 (data_3d_raw/<drive>_sync/velodyne_points/data + window lists), sequences (sequences/NN/velodyne),
 nuscenes (samples|sweeps/LIDAR_TOP/*.pcd.bin), nuscenes_infos (the same, scenes driven through, with OpenPCDet's
 nuscenes_infos_10sweeps_{train,val}.pkl), once (data/<seq>/lidar_roof/*.bin + ImageSets), waymo_processed

@@ -41,13 +41,21 @@ def object_boxes(scene: Scene, lidar: LidarModel = HDL64) -> np.ndarray:
     return boxes
 
 
-def _visible_fraction(scene, obj, sweep_hits, lidar):
-    """Returns of the object in the sweep over the returns it would give alone (no occluders, no dropout)."""
+def _visible_fraction(scene, obj, box, sweep_hits, lidar, directions, azimuths):
+    """Returns of the object in the sweep over the returns it would give alone (no occluders, no dropout);
+    only the rays within the azimuths of the object's lidar-frame `box` are cast."""
     alone = Scene(Ground(z=-1e9), Boxes(*(getattr(scene.boxes, f)[list(obj.boxes)] for f in
                                         ('center', 'size', 'yaw', 'cls', 'refl'))),
                   Cylinders(*(getattr(scene.cylinders, f)[list(obj.cylinders)] for f in
                               ('center', 'z0', 'z1', 'radius', 'cls', 'refl'))))
-    ranges = cast_rays(alone, (0.0, 0.0, lidar.mount_height), lidar.directions().reshape(-1, 3), lidar.max_range)[0]
+    centre = np.arctan2(box[1], box[0])
+    corners = box_corners(box)[0]
+    offsets = np.mod(np.arctan2(corners[:, 1], corners[:, 0]) - centre + np.pi, 2 * np.pi) - np.pi
+    relative = np.mod(azimuths - centre + np.pi, 2 * np.pi) - np.pi
+    rays = (relative >= offsets.min() - 0.01) & (relative <= offsets.max() + 0.01)
+    if np.ptp(offsets) > np.pi / 2:  # the sensor is (almost) inside the box: cast every ray
+        rays[:] = True
+    ranges = cast_rays(alone, (0.0, 0.0, lidar.mount_height), directions[rays], lidar.max_range)[0]
     expected = np.count_nonzero((ranges >= lidar.min_range) & (ranges <= lidar.max_range)) * (1 - lidar.dropout)
     return min(1.0, sweep_hits / expected) if expected > 0 else 0.0
 
@@ -62,6 +70,8 @@ def kitti_labels(sweep: dict, lidar: LidarModel = HDL64, calib: Calibration = SY
     objects_points = np.isin(sweep['labels'], (VEHICLE, PERSON))
     hits = points_in_boxes(sweep['points'][objects_points], boxes, OBJECT_MARGIN).sum(0)
     width, height = IMAGE_SIZE
+    directions = lidar.directions().reshape(-1, 3)
+    azimuths = np.arctan2(directions[:, 1], directions[:, 0])
     rows, kept = [], []
     for i, obj in enumerate(scene.objects):
         if hits[i] == 0 or calib.lidar_to_rect(boxes[i, :3])[0, 2] <= 0.5:
@@ -75,7 +85,7 @@ def kitti_labels(sweep: dict, lidar: LidarModel = HDL64, calib: Calibration = SY
         if area <= 0:
             continue
         truncated = 1.0 - area / np.prod(full[2:] - full[:2])
-        visible = _visible_fraction(scene, obj, hits[i], lidar)
+        visible = _visible_fraction(scene, obj, boxes[i], hits[i], lidar, directions, azimuths)
         occluded = 0 if visible >= 0.8 else 1 if visible >= 0.4 else 2
         rows.append((obj.kind, truncated, occluded, clipped))
         kept.append(i)
