@@ -15,7 +15,7 @@ from also_pcdet.detector_config import DerivationError, derive_config, derive_fr
 from also_pcdet.engine.pretrained_check import BackboneParts
 from conftest import REPO
 from stock_facts import MODULES, configs_of, module_layout, stock_configs
-from train_cli import cli_env
+from train_cli import cli_env, run_train, train_args
 
 ALSO = REPO / 'cfgs' / 'also_pretrain.yaml'
 COVERED = configs_of('voxel', 'pillar', 'pillarnet', 'voxelnext')
@@ -216,3 +216,22 @@ def test_shipped_detector_configs_are_the_stock_ones(path):
     name = re.search(r"OpenPCDet's tools/cfgs/(\S+\.yaml)", path.read_text()).group(1)
     cfg = derive_from_file(cfg_from_yaml_file(ALSO), path)
     assert layout_of(cfg) == {module: stock_configs()[name]['backbone_state'].get(module, []) for module in MODULES}
+
+
+def test_training_fails_when_its_export_does_not_fit_the_detector(synthetic_kitti, tmp_path):
+    """A BEV backbone changed away from the detector's by --set (applied after the derivation)
+    makes the end-of-run check fail the run (exit 1, the loader's line and the first misfit in the log)."""
+    detector = REPO / 'cfgs' / 'detector_cfgs' / 'kitti_voxel_rcnn_car.yaml'
+    args = train_args(synthetic_kitti, tmp_path, '--epochs', '1', '--batch_size', '4', '--detector_cfg', detector,
+                      sets=['MODEL.BACKBONE_2D.NUM_FILTERS', '[128,256]'])
+    proc = run_train(args, check=False)
+    assert proc.returncode == 1
+    assert re.search(r'pretrained_backbone.pth does not fit \S+kitti_voxel_rcnn_car.yaml: ==> Done \(loaded \d+/157\)',
+                     proc.stderr), proc.stderr[-2000:]
+    assert 'backbone_2d.blocks.0.1.weight: the file has (128, 256, 3, 3), the detector needs (64, 256, 3, 3)' \
+        in proc.stderr
+
+    fits = run_train(train_args(synthetic_kitti, tmp_path / 'fits', '--epochs', '1', '--batch_size', '4',
+                                '--detector_cfg', detector))
+    assert f'checked against {detector}: ==> Done (loaded 156/157)' in fits.stderr
+    assert 'derived: DATA_CONFIG.POINT_CLOUD_RANGE' in fits.stderr and 'MODEL.BACKBONE_2D (BaseBEVBackbone)' in fits.stderr
