@@ -6,7 +6,6 @@ classes when it is installed, else this package's), and the detector template's 
 import logging
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
