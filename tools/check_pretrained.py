@@ -21,7 +21,10 @@ def main(argv=None) -> int:
                         'OpenPCDet/tools/cfgs/kitti_models/second.yaml')
     args = parser.parse_args(argv)
 
-    report = check_pretrained(args.ckpt, load_detector_cfg(args.detector_cfg))
+    try:
+        report = check_pretrained(args.ckpt, load_detector_cfg(args.detector_cfg))
+    except (FileNotFoundError, KeyError, ValueError) as err:  # unreadable file, config, or a module not built here
+        raise SystemExit(f'check_pretrained: {err}') from err
     print('\n'.join(report.log))
     print(f"M = {report.total}: the keys of the detector's {', '.join(SECTIONS)} and its global_step buffer; "
           f"the whole detector's M adds its head keys, which no backbone file fills")
