@@ -40,6 +40,18 @@ def detector_cfg(entry, **geometry) -> EasyDict:
     })
 
 
+def with_stock_backbone(cfg, stock: str):
+    """The ALSO config `cfg` with the VFE / BACKBONE_3D / MAP_TO_BEV / BACKBONE_2D of stock config `stock` (and
+    the head input its BEV map has); its DATA_CONFIG is kept, e.g. tiny synthetic KITTI sweeps for any backbone."""
+    entry = stock_configs()[stock]
+    for section in SECTIONS:
+        cfg.MODEL.pop(section, None)
+        if entry[section] is not None:
+            cfg.MODEL[section] = entry[section]
+    cfg.MODEL.DENSE_HEAD.INPUT_FEATURES = entry['num_bev_features']   # read when no BEV module tells the head
+    return cfg
+
+
 def build_stock(entry, **geometry) -> BackboneParts:
     """The config's VFE / BACKBONE_3D / MAP_TO_BEV / BACKBONE_2D, built as OpenPCDet's template builds them."""
     return BackboneParts(detector_cfg(entry, **geometry))

@@ -9,7 +9,7 @@ from also_pcdet.datasets import build_dataloader
 from also_pcdet.engine.batch import batch_to_device
 from also_pcdet.models import build_network
 from conftest import tiny_cfg
-from stock_facts import stock_configs
+from stock_facts import stock_configs, with_stock_backbone
 
 PILLAR = 0.16
 SMALL = ['DATA_CONFIG.POINT_CLOUD_RANGE', '[0,-6.4,-3,12.8,6.4,1]', 'DATA_CONFIG.VOXEL_SIZE', f'[{PILLAR},{PILLAR},4]',
@@ -22,10 +22,7 @@ SMALL = ['DATA_CONFIG.POINT_CLOUD_RANGE', '[0,-6.4,-3,12.8,6.4,1]', 'DATA_CONFIG
                                            ('waymo_models/centerpoint_dyn_pillar_1x.yaml', 1)])
 def test_also_trains_on_a_pillar_bev_map(synthetic_kitti, stock, stride, one_thread):
     entry = stock_configs()[stock]
-    cfg = tiny_cfg(synthetic_kitti, *SMALL)
-    del cfg.MODEL['BACKBONE_3D']
-    for section in ('VFE', 'MAP_TO_BEV', 'BACKBONE_2D'):
-        cfg.MODEL[section] = entry[section]
+    cfg = with_stock_backbone(tiny_cfg(synthetic_kitti, *SMALL), stock)
     dataset, _ = build_dataloader(cfg.DATA_CONFIG, batch_size=2, workers=0, training=True, seed=0)
     torch.manual_seed(0)
     model = build_network(cfg.MODEL, dataset)

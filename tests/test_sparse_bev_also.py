@@ -8,20 +8,14 @@ from also_pcdet.engine.batch import batch_to_device
 from also_pcdet.models import build_network
 from also_pcdet.models.column_neighbours import column_neighbours
 from conftest import tiny_cfg
-from stock_facts import stock_configs
+from stock_facts import with_stock_backbone
 
 SMALL = ['DATA_CONFIG.POINT_CLOUD_RANGE', '[0,-6.4,-3,12.8,6.4,1]', 'DATA_CONFIG.QUERIES.NUM_QUERIES', '512']
 
 
 def stock_model(data_path, stock):
     """The tiny ALSO config with the stock config's VFE / BACKBONE_3D / MAP_TO_BEV / BACKBONE_2D."""
-    entry = stock_configs()[stock]
-    cfg = tiny_cfg(data_path, *SMALL)
-    for section in ('VFE', 'BACKBONE_3D', 'MAP_TO_BEV', 'BACKBONE_2D'):
-        cfg.MODEL.pop(section, None)
-        if entry[section] is not None:
-            cfg.MODEL[section] = entry[section]
-    cfg.MODEL.DENSE_HEAD.INPUT_FEATURES = entry['num_bev_features']   # no BEV module to tell the head
+    cfg = with_stock_backbone(tiny_cfg(data_path, *SMALL), stock)
     dataset, _ = build_dataloader(cfg.DATA_CONFIG, batch_size=2, workers=0, training=True, seed=0)
     torch.manual_seed(0)
     model = build_network(cfg.MODEL, dataset)

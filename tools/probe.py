@@ -35,6 +35,7 @@ def main(argv=None):
         return results
     print(f'linear probe, {args.fraction:.1%} of the training points labelled '
           f'({results["ALSO"]["train_points"]:,}), mIoU on {results["ALSO"]["val_points"]:,} val points')
+    print(f'features per point: {" + ".join(results["ALSO"]["features"])}')
     print(f'{"backbone":<12} {"mIoU":>6} ' + ' '.join(f'{n:>8}' for n in names))
     for label, result in results.items():
         print(f'{label:<12} {result["miou"]:6.3f} ' + ' '.join(f'{v:8.3f}' for v in result['iou']))

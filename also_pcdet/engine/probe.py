@@ -1,9 +1,9 @@
 """Few-label linear probe: did pretraining teach the frozen backbone anything about the scene?
 
 Each point of a labelled sweep (KITTI layout with `training/semantic/<id>.label`, uint32 class per
-point, as `write_kitti_object` writes) gets the frozen backbone's features at its voxel:
-x_conv1 (16 channels, stride 1, the point's own voxel) concatenated with spatial_features_2d
-(512 channels, stride 8, the point's BEV cell) = 528 features. A linear classifier, standardised
+point, as `write_kitti_object` writes) gets the frozen backbone's features at its own voxel or pillar
+concatenated with those of its BEV cell (`gather_point_features`: x_conv1 (16) + spatial_features_2d (512)
+= 528 for SECOND; pillar and VoxelNeXt backbones give what they have). A linear classifier, standardised
 inputs and class-balanced cross-entropy, is trained on a seeded `fraction` of the training split's
 points and scored by mIoU on every point of the val split. Before features are taken, the BatchNorm statistics of
 the backbone are re-estimated on the probe's training sweeps, for the checkpoint and the random backbone alike
@@ -36,17 +36,16 @@ def read_labels(sweep_path, num_points: int) -> np.ndarray:
     return labels
 
 
-def sparse_lookup(indices: torch.Tensor, features: torch.Tensor, zyx: np.ndarray, shape) -> tuple:
-    """Rows of a batch-0 sparse tensor (`indices` (N, 4) as b, z, y, x) at voxels `zyx` (M, 3):
-    (features (M, C) with zeros where missing, found mask (M,))."""
-    def flat(coords):
-        return (coords[:, 0] * shape[1] + coords[:, 1]) * shape[2] + coords[:, 2]
-    keys = flat(indices[:, 1:].cpu().numpy().astype(np.int64))
+def sparse_lookup(indices: torch.Tensor, features: torch.Tensor, cells: np.ndarray, shape) -> tuple:
+    """Rows of a batch-0 sparse tensor (`indices` (N, 1 + D) as b then D cell coordinates, e.g. b, z, y, x)
+    at cells `cells` (M, D) of a grid of `shape` (D,): (features (M, C) with zeros where missing, found (M,))."""
+    shape = [int(s) for s in shape]
+    keys = np.ravel_multi_index(indices[:, 1:].cpu().numpy().astype(np.int64).T, shape)
     order = np.argsort(keys)
-    wanted = flat(zyx)
+    wanted = np.ravel_multi_index(np.asarray(cells, dtype=np.int64).T, shape)
     pos = np.minimum(np.searchsorted(keys[order], wanted), len(keys) - 1)
     found = keys[order[pos]] == wanted
-    rows = features.new_zeros((len(zyx), features.shape[1]))
+    rows = features.new_zeros((len(wanted), features.shape[1]))
     rows[torch.from_numpy(found)] = features[torch.from_numpy(order[pos[found]])]
     return rows, found
 
@@ -58,10 +57,60 @@ def cropped_sweep(dataset: SweepDataset, source_index: int) -> tuple:
     return np.ascontiguousarray(points[inside][:, dataset.used_columns], dtype=np.float32), inside
 
 
+def bev_cells(yx: np.ndarray, grid_yx, map_yx) -> np.ndarray:
+    """Cells (M, 2) as y, x of a BEV map of `map_yx` cells covering a voxel grid of `grid_yx` cells, for the
+    voxel cells `yx` (M, 2); the map's stride must be a whole number of voxels."""
+    stride = [g / m for g, m in zip(grid_yx, map_yx)]
+    if any(s != int(s) or s < 1 for s in stride):
+        raise ValueError(f'BEV map {list(map_yx)} is not a whole stride of the voxel grid {list(grid_yx)}')
+    return np.minimum(yx // np.array(stride, dtype=np.int64), np.array(map_yx) - 1)
+
+
+def gather_point_features(encoded: dict, zyx: np.ndarray, grid_size) -> tuple:
+    """Backbone features of the points of sweep 0 of an `encode`d batch, whose voxels are `zyx` (M, 3) as
+    z, y, x of the voxel grid `grid_size` (x, y, z): (features (M, C), found (M,), names), `names` like
+    ['x_conv1 (16)', 'spatial_features_2d (512)']. Two parts, concatenated, each chosen by what the batch holds:
+
+    - the point's own cell, stride 1: `multi_scale_3d_features['x_conv1']` (voxel and VoxelNeXt backbones),
+      else the VFE's `pillar_features` at `pillar_coords` (b, y, x: PillarNet, VoxelNeXt2D) or `voxel_coords`
+      (b, z, y, x: PointPillars and CenterPoint-pillar). `found` marks the points whose voxel or pillar
+      reached the backbone (MAX_NUMBER_OF_VOXELS may drop some).
+    - the point's BEV cell: the dense `spatial_features_2d`, else VoxelNeXt's sparse 2-D `encoded_spconv_tensor`
+      (zeros where the cell is inactive)."""
+    zyx = np.asarray(zyx, dtype=np.int64)
+    grid_zyx = [int(g) for g in grid_size][::-1]
+    voxel_stages = encoded.get('multi_scale_3d_features') or {}
+    if 'x_conv1' in voxel_stages:
+        conv1 = voxel_stages['x_conv1']
+        fine, found = sparse_lookup(conv1.indices, conv1.features, zyx, conv1.spatial_shape)
+        fine_name = 'x_conv1'
+    elif 'pillar_features' in encoded:
+        coords = encoded['pillar_coords'] if 'pillar_coords' in encoded else encoded['voxel_coords'][:, [0, 2, 3]]
+        fine, found = sparse_lookup(coords, encoded['pillar_features'], zyx[:, 1:], grid_zyx[1:])
+        fine_name = 'pillar_features'
+    else:
+        raise KeyError(f'no per-voxel features to probe: the batch holds neither multi_scale_3d_features[x_conv1] '
+                       f'nor pillar_features (keys: {sorted(encoded)})')
+    if 'spatial_features_2d' in encoded:
+        bev = encoded['spatial_features_2d'][0]
+        cells = torch.from_numpy(bev_cells(zyx[:, 1:], grid_zyx[1:], bev.shape[1:])).to(bev.device)
+        coarse, coarse_name = bev[:, cells[:, 0], cells[:, 1]].T, 'spatial_features_2d'
+    elif 'encoded_spconv_tensor' in encoded and len(encoded['encoded_spconv_tensor'].spatial_shape) == 2:
+        sparse = encoded['encoded_spconv_tensor']
+        cells = bev_cells(zyx[:, 1:], grid_zyx[1:], sparse.spatial_shape)
+        coarse, _ = sparse_lookup(sparse.indices, sparse.features, cells, sparse.spatial_shape)
+        coarse_name = 'encoded_spconv_tensor'
+    else:
+        raise KeyError(f'no BEV features to probe: the batch holds neither spatial_features_2d nor a 2-D '
+                       f'encoded_spconv_tensor (keys: {sorted(encoded)})')
+    names = [f'{fine_name} ({fine.shape[1]})', f'{coarse_name} ({coarse.shape[1]})']
+    return torch.cat([fine, coarse.to(fine.dtype)], dim=1), found, names
+
+
 @torch.no_grad()
 def point_features(model, dataset: SweepDataset, source_index: int, device) -> tuple:
-    """(features (M, 528) float32 on the CPU, labels (M,)) for the points of one sweep that are inside
-    POINT_CLOUD_RANGE and whose voxel reached the backbone."""
+    """(features (M, C) float32 on the CPU, labels (M,), feature names) for the points of one sweep that are
+    inside POINT_CLOUD_RANGE and whose voxel or pillar reached the backbone (see `gather_point_features`)."""
     points, inside = cropped_sweep(dataset, source_index)
     labels = read_labels(dataset.source.path(source_index), len(inside))[inside]
     with single_threaded_on_cpu(device):
@@ -69,14 +118,9 @@ def point_features(model, dataset: SweepDataset, source_index: int, device) -> t
     low, size = dataset.point_cloud_range[:3], dataset.voxel_size
     zyx = np.floor((points[:, :3] - low) / size).astype(np.int64)[:, ::-1]
     zyx = np.minimum(zyx, dataset.grid_size[::-1] - 1)
-    conv1 = encoded['multi_scale_3d_features']['x_conv1']
-    fine, found = sparse_lookup(conv1.indices, conv1.features, zyx, dataset.grid_size[::-1])
-    bev = encoded['spatial_features_2d'][0]
-    stride = dataset.grid_size[0] // bev.shape[2]
-    cell_y, cell_x = (torch.from_numpy(zyx[:, i] // stride).to(bev.device) for i in (1, 2))
-    coarse = bev[:, cell_y, cell_x].T
+    features, found, names = gather_point_features(encoded, zyx, dataset.grid_size)
     keep = torch.from_numpy(found)
-    return torch.cat([fine, coarse], dim=1)[keep].float().cpu(), torch.from_numpy(labels[found].astype(np.int64))
+    return features[keep].float().cpu(), torch.from_numpy(labels[found].astype(np.int64)), names
 
 
 def fit_linear(features: torch.Tensor, labels: torch.Tensor, num_classes: int, seed: int, steps: int):
@@ -107,7 +151,8 @@ def iou_from_confusion(confusion: np.ndarray) -> np.ndarray:
 def run_probe(model_cfg, data_cfg, ckpt=None, *, fraction: float = 0.01, seed: int = 0, steps: int = 300,
               device='cpu', max_sweeps: int = None, class_names=CLASS_NAMES) -> dict:
     """Probe the backbone of `ckpt` (an ALSO checkpoint or exported backbone; None: random init drawn from
-    `seed`). Returns miou, iou (per class), class_names, train_points (labelled) and val_points."""
+    `seed`). Returns miou, iou (per class), class_names, train_points (labelled), val_points and features
+    (the backbone outputs probed, with their widths)."""
     device = torch.device(device)
     train_set = SweepDataset(data_cfg, training=True)
     val_set = SweepDataset(data_cfg, training=False)
@@ -125,7 +170,7 @@ def run_probe(model_cfg, data_cfg, ckpt=None, *, fraction: float = 0.01, seed: i
 
     picked_x, picked_y = [], []
     for i in train_sweeps:
-        x, y = point_features(model, train_set, i, device)
+        x, y, names = point_features(model, train_set, i, device)
         rng = np.random.default_rng([seed, i])
         pick = torch.from_numpy(rng.choice(len(y), max(1, round(fraction * len(y))), replace=False))
         picked_x.append(x[pick])
@@ -137,7 +182,7 @@ def run_probe(model_cfg, data_cfg, ckpt=None, *, fraction: float = 0.01, seed: i
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     val_points = 0
     for i in range(len(val_set.source))[:max_sweeps]:
-        x, y = point_features(model, val_set, i, device)
+        x, y, _ = point_features(model, val_set, i, device)
         keep = y < num_classes
         with torch.no_grad():
             pred = classify(x[keep])
@@ -146,4 +191,4 @@ def run_probe(model_cfg, data_cfg, ckpt=None, *, fraction: float = 0.01, seed: i
         val_points += int(keep.sum())
     iou = iou_from_confusion(confusion)
     return {'miou': float(np.nanmean(iou)), 'iou': iou, 'class_names': list(class_names),
-            'train_points': int(labelled.sum()), 'val_points': val_points}
+            'train_points': int(labelled.sum()), 'val_points': val_points, 'features': names}

@@ -11,6 +11,9 @@ from .checkpoint import unwrap
 
 OUTCOME_COLOURS = {'occupied, predicted occupied': '#1a9850', 'empty, predicted empty': '#b0b0b0',
                    'empty, predicted occupied': '#d73027', 'occupied, predicted empty': '#4575b4'}
+# a query or slice cell that no BEV latent pairs with (VoxelNeXt: far from every active cell): grey in the slices
+# (magma has no grey), a black cross among the queries
+NO_LATENT, NO_LATENT_GREY = 'no latent within RADIUS', '#8c8c8c'
 
 
 def per_query_probability(prob: torch.Tensor, query_index: torch.Tensor, num_queries: int) -> np.ndarray:
@@ -22,9 +25,10 @@ def per_query_probability(prob: torch.Tensor, query_index: torch.Tensor, num_que
 
 @torch.no_grad()
 def occupancy_at(model, encoded: dict, xyz: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """Predicted occupancy probability at points `xyz` (M, 3) of sweep 0 of an `encode`d batch."""
+    """Predicted occupancy probability at points `xyz` (M, 3) of sweep 0 of an `encode`d batch (any BEV map the
+    head decodes: dense, or VoxelNeXt's active cells only); NaN where no latent lies within RADIUS."""
     head = model.dense_head
-    device = encoded['spatial_features_2d'].device
+    device = head.latent_proj.weight.device
     out = []
     for start in range(0, len(xyz), chunk):
         part = torch.as_tensor(xyz[start:start + chunk], dtype=torch.float32, device=device)
@@ -75,12 +79,18 @@ def draw_query_origins(ax, sample: dict, extent):
     ax.set_title(f'queries by the lidar they were cast from ({x1 - x0:.0f} x {y1 - y0:.0f} m)')
 
 
+def gap_note(occupancy: np.ndarray) -> str:
+    """Title note for a slice with cells no latent pairs with (VoxelNeXt: far from every active BEV cell)."""
+    return f'\ngrey: {NO_LATENT}' if np.isnan(occupancy).any() else ''
+
+
 @torch.no_grad()
 def render_sample(model, sample: dict, device, resolution: float = 0.4, bev_z: float = -1.0,
                   slice_y: float = 0.0):
     """A 2x2 matplotlib Figure (not registered with pyplot) for one `SweepDataset` sample; use an eval-mode
     dataset (no augmentation). A sweep cast from several sensors (Waymo's five lidars) gets a third column:
     its queries coloured by the lidar they were cast from, whole and around the car."""
+    import matplotlib
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
@@ -108,28 +118,35 @@ def render_sample(model, sample: dict, device, resolution: float = 0.4, bev_z: f
                          rasterized=True)
     fig.colorbar(scatter, ax=ax, label='z (m)', shrink=0.8)
     ax.set_title(f'input: {len(points):,} points (BEV, coloured by height)')
+    occupancy_cmap = matplotlib.colormaps['magma'].with_extremes(bad=NO_LATENT_GREY)
     ax = axes[0, 1]
-    image = ax.imshow(bev, origin='lower', extent=grids['bev_extent'], cmap='magma', vmin=0, vmax=1)
+    image = ax.imshow(bev, origin='lower', extent=grids['bev_extent'], cmap=occupancy_cmap, vmin=0, vmax=1)
     near = np.abs(points[:, 2] - bev_z) < resolution / 2
     ax.scatter(points[near, 0], points[near, 1], s=0.3, c='cyan', linewidths=0, rasterized=True)
     fig.colorbar(image, ax=ax, label='P(occupied)', shrink=0.8)
-    ax.set_title(f'predicted occupancy at z = {bev_z:g} m (cyan: points within {resolution / 2:g} m)')
+    ax.set_title(f'predicted occupancy at z = {bev_z:g} m (cyan: points within {resolution / 2:g} m){gap_note(bev)}')
     ax = axes[1, 0]
-    image = ax.imshow(side, origin='lower', extent=grids['side_extent'], cmap='magma', vmin=0, vmax=1,
+    image = ax.imshow(side, origin='lower', extent=grids['side_extent'], cmap=occupancy_cmap, vmin=0, vmax=1,
                       aspect='auto')
     near = np.abs(points[:, 1] - slice_y) < resolution / 2
     ax.scatter(points[near, 0], points[near, 2], s=1.0, c='cyan', linewidths=0, rasterized=True)
     fig.colorbar(image, ax=ax, label='P(occupied)', shrink=0.8)
     ax.set(xlabel='x (m)', ylabel='z (m)')
-    ax.set_title(f'vertical slice at y = {slice_y:g} m (cyan: points within {resolution / 2:g} m)')
+    ax.set_title(f'vertical slice at y = {slice_y:g} m (cyan: points within {resolution / 2:g} m){gap_note(side)}')
     ax = axes[1, 1]
+    paired = ~np.isnan(query_prob)
     truth, said = sample['query_occupancy'] > 0.5, query_prob > 0.5
     for (name, colour), keep in zip(OUTCOME_COLOURS.items(), (truth & said, ~truth & ~said, ~truth & said,
                                                               truth & ~said)):
-        ax.scatter(queries[keep, 0], queries[keep, 1], s=2.5, c=colour, linewidths=0, rasterized=True)
-    ax.legend(handles=[Line2D([], [], ls='', marker='o', color=c, label=n) for n, c in OUTCOME_COLOURS.items()],
-              loc='upper right', fontsize=8)
-    ax.set_title(f'queries: label vs mean prediction (pairs: accuracy {metrics["occ_acc"]:.3f}, '
+        ax.scatter(queries[keep & paired, 0], queries[keep & paired, 1], s=2.5, c=colour, linewidths=0,
+                   rasterized=True)
+    handles = [Line2D([], [], ls='', marker='o', color=c, label=n) for n, c in OUTCOME_COLOURS.items()]
+    if not paired.all():  # VoxelNeXt: a query far from every active BEV cell is not decoded
+        ax.scatter(queries[~paired, 0], queries[~paired, 1], s=9, c='black', marker='x', linewidths=0.6,
+                   rasterized=True)
+        handles.append(Line2D([], [], ls='', marker='x', color='black', label=f'{NO_LATENT}: {(~paired).sum():,}'))
+    ax.legend(handles=handles, loc='upper right', fontsize=8)
+    ax.set_title(f'queries: label vs mean prediction\n(pairs: accuracy {metrics["occ_acc"]:.3f}, '
                  f'occupied IoU {metrics["occ_iou_occupied"]:.3f})')
     x0, x1, y0, y1 = grids['bev_extent']
     for ax in (axes[0, 0], axes[0, 1], axes[1, 1]):
