@@ -48,6 +48,8 @@ def test_dry_run_runs_every_stage_and_writes_the_row(tmp_path):
     assert 'parts checksum ok' in proc.stdout
     assert (tmp_path / 'wheels' / 'whl' / 'fake-0.1-py3-none-any.whl').read_bytes() == b'not installed in a dry run'
     assert 'spconv check passed on cpu' in proc.stdout
+    log = (tmp_path / 'out' / 'gpu_check.log').read_text()
+    assert 'spconv check passed on cpu' in log and 'GPU check done in' in log      # the whole output, kept
     rows = (tmp_path / 'out' / 'rows.md').read_text().splitlines()
     assert len(rows) == 1 and ROW.match(rows[0]), rows
     assert (REPO / 'benchmarks' / 'RESULTS.md').read_text() == results_before     # a dry run leaves it alone
@@ -58,5 +60,6 @@ def test_a_missing_part_stops_before_installing(tmp_path):
     parts[1].unlink()
     proc = gpu_check(tmp_path, tmp_path / 'wheels')
     assert proc.returncode == 1
-    assert 'GPU CHECK FAILED: the wheel parts' in proc.stderr and 'do not match wheels.tar.sha256' in proc.stderr
+    output = proc.stdout + proc.stderr
+    assert 'GPU CHECK FAILED: the wheel parts' in output and 'do not match wheels.tar.sha256' in output
     assert [line.split()[0] for line in (tmp_path / 'out' / 'stages.txt').read_text().splitlines()] == ['env']

@@ -98,13 +98,13 @@ class Trainer:
     # ----- one step -----
     def all_ranks_agree(self, ok) -> bool:
         """Whether `ok` (a bool or a 0-d bool tensor on the device) holds on every rank; reading it is the
-        training step's one host synchronisation."""
+        trainer's one host read per step."""
         return all_reduce_sum([0.0 if bool(ok) else 1.0])[0] == 0
 
     def step(self, batch):
         """Forward, backward and update; returns the tb_dict (0-d tensors on the device, read by
         `log_step` every LOG_INTERVAL steps), or None when the step was skipped. The loss and the
-        gradient norm are checked for non-finite values together, in one host synchronisation."""
+        gradient norm are checked for non-finite values together, in one host read."""
         set_learning_rate(self.optimizer, learning_rate(self.opt_cfg, self.it, self.total_iters))
         self.optimizer.zero_grad(set_to_none=True)
         buffers = [buf.detach().clone() for buf in unwrap(self.model).buffers()]  # BatchNorm statistics
