@@ -18,6 +18,7 @@ from ..datasets.readers import SweepError
 from ..datasets.sweep_dataset import SweepDataset
 from ..datasets.synthetic import CLASS_NAMES
 from ..models import build_network
+from ..models.occupancy_head import bev_stride
 from ..spconv_compat import single_threaded_on_cpu
 from .batch import batch_to_device
 from .batchnorm import recalibrate_batchnorm
@@ -57,13 +58,10 @@ def cropped_sweep(dataset: SweepDataset, source_index: int) -> tuple:
     return np.ascontiguousarray(points[inside][:, dataset.used_columns], dtype=np.float32), inside
 
 
-def bev_cells(yx: np.ndarray, grid_yx, map_yx) -> np.ndarray:
-    """Cells (M, 2) as y, x of a BEV map of `map_yx` cells covering a voxel grid of `grid_yx` cells, for the
-    voxel cells `yx` (M, 2); the map's stride must be a whole number of voxels."""
-    stride = [g / m for g, m in zip(grid_yx, map_yx)]
-    if any(s != int(s) or s < 1 for s in stride):
-        raise ValueError(f'BEV map {list(map_yx)} is not a whole stride of the voxel grid {list(grid_yx)}')
-    return np.minimum(yx // np.array(stride, dtype=np.int64), np.array(map_yx) - 1)
+def bev_cells(yx: np.ndarray, grid_size, map_hw) -> np.ndarray:
+    """Cells (M, 2) as y, x of a BEV map of `map_hw` (H, W) cells over the voxel grid `grid_size` (x, y, z), for
+    the voxel cells `yx` (M, 2)."""
+    return np.minimum(yx // bev_stride(grid_size, map_hw), np.array([int(v) for v in map_hw]) - 1)
 
 
 def gather_point_features(encoded: dict, zyx: np.ndarray, grid_size) -> tuple:
@@ -93,11 +91,11 @@ def gather_point_features(encoded: dict, zyx: np.ndarray, grid_size) -> tuple:
                        f'nor pillar_features (keys: {sorted(encoded)})')
     if 'spatial_features_2d' in encoded:
         bev = encoded['spatial_features_2d'][0]
-        cells = torch.from_numpy(bev_cells(zyx[:, 1:], grid_zyx[1:], bev.shape[1:])).to(bev.device)
+        cells = torch.from_numpy(bev_cells(zyx[:, 1:], grid_size, bev.shape[1:])).to(bev.device)
         coarse, coarse_name = bev[:, cells[:, 0], cells[:, 1]].T, 'spatial_features_2d'
     elif 'encoded_spconv_tensor' in encoded and len(encoded['encoded_spconv_tensor'].spatial_shape) == 2:
         sparse = encoded['encoded_spconv_tensor']
-        cells = bev_cells(zyx[:, 1:], grid_zyx[1:], sparse.spatial_shape)
+        cells = bev_cells(zyx[:, 1:], grid_size, sparse.spatial_shape)
         coarse, _ = sparse_lookup(sparse.indices, sparse.features, cells, sparse.spatial_shape)
         coarse_name = 'encoded_spconv_tensor'
     else:

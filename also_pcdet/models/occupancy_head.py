@@ -58,6 +58,16 @@ def read_scalars(values: dict) -> dict:
     return dict(values, **dict(zip(keys, host)))
 
 
+def bev_stride(grid_size, feature_hw) -> int:
+    """Voxels per cell of a BEV map of `feature_hw` (H, W) cells over the voxel grid `grid_size` (x, y, ...):
+    one whole number along x and y (8 for SECOND), else ValueError."""
+    height, width = (int(v) for v in feature_hw)
+    stride_x, stride_y = grid_size[0] / width, grid_size[1] / height
+    if stride_x != int(stride_x) or stride_x != stride_y or stride_x < 1:
+        raise ValueError(f'BEV map {height}x{width} is not an integer stride of grid {list(grid_size[:2])}')
+    return int(stride_x)
+
+
 def decode_pairs(decoder: nn.Sequential, cell_latents: torch.Tensor, pair_cell: torch.Tensor,
                  relative: torch.Tensor, cells: str = 'auto') -> torch.Tensor:
     """`decoder(cat([cell_latents[pair_cell], relative], 1))` with the latent part of the first Linear
@@ -104,11 +114,8 @@ class AlsoOccupancyHead(nn.Module):
 
     def cell_size(self, feature_hw):
         """Metres per BEV cell, from the grid and the feature map shape (stride 8 for SECOND)."""
-        height, width = feature_hw
-        stride_x, stride_y = self.grid_size[0] / width, self.grid_size[1] / height
-        if stride_x != int(stride_x) or stride_x != stride_y:
-            raise ValueError(f'BEV map {height}x{width} is not an integer stride of grid {self.grid_size[:2]}')
-        return (self.voxel_size[0] * stride_x, self.voxel_size[1] * stride_y)
+        stride = bev_stride(self.grid_size, feature_hw)
+        return (self.voxel_size[0] * stride, self.voxel_size[1] * stride)
 
     def bev_latents(self, batch_dict):
         """(latents (N, L), map size (H, W), latent row of each of the B*H*W cells or None).

@@ -126,6 +126,16 @@ def _write_frame(index, root, seed, lidar):
     return len(sweep['points'])
 
 
+def write_image_sets(root: Path, num_sweeps: int, val_every: int) -> list:
+    """root/ImageSets/{train,val}.txt of frame ids 000000, 000001, ...: every val_every-th frame (from the first)
+    is val, the others train. Returns the ids."""
+    (root / 'ImageSets').mkdir(parents=True, exist_ok=True)
+    ids = [f'{i:06d}' for i in range(num_sweeps)]
+    (root / 'ImageSets' / 'train.txt').write_text(''.join(f'{s}\n' for i, s in enumerate(ids) if i % val_every))
+    (root / 'ImageSets' / 'val.txt').write_text(''.join(f'{s}\n' for i, s in enumerate(ids) if not i % val_every))
+    return ids
+
+
 def write_kitti_object(root, num_sweeps, seed, val_every=5, lidar=HDL64, *, workers=1, progress=False):
     """Write, per frame NNNNNN, root/training/velodyne/NNNNNN.bin (float32 x, y, z, intensity),
     semantic/NNNNNN.label (uint32 class id per point, same order), label_2/NNNNNN.txt (KITTI labels of the
@@ -135,10 +145,7 @@ def write_kitti_object(root, num_sweeps, seed, val_every=5, lidar=HDL64, *, work
     root = Path(root)
     for sub in KITTI_SUBDIRS:
         (root / 'training' / sub).mkdir(parents=True, exist_ok=True)
-    (root / 'ImageSets').mkdir(parents=True, exist_ok=True)
-    ids = [f'{i:06d}' for i in range(num_sweeps)]
-    (root / 'ImageSets' / 'train.txt').write_text(''.join(f'{s}\n' for i, s in enumerate(ids) if i % val_every))
-    (root / 'ImageSets' / 'val.txt').write_text(''.join(f'{s}\n' for i, s in enumerate(ids) if not i % val_every))
+    ids = write_image_sets(root, num_sweeps, val_every)
     (root / 'ImageSets' / 'test.txt').write_text('')
 
     job = partial(_write_frame, root=root, seed=seed, lidar=lidar)

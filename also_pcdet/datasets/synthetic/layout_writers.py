@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..official_splits import shipped_list
-from .kitti_writer import make_sweep
+from .kitti_writer import make_sweep, write_image_sets
 from .lidar import HDL64, LidarModel, scan
 from .scene import make_scene
 from .waymo_writer import write_waymo_processed, write_waymo_tfrecord
@@ -86,6 +86,16 @@ def kitti_raw_drive(drive: int) -> Path:
     return Path(date, f'{date}_drive_{drive + 1:04d}_sync')
 
 
+def write_timestamps(folders: list, start: datetime) -> dict:
+    """<folder>/timestamps.txt (KITTI's `%Y-%m-%d %H:%M:%S.<ns>` lines at 10 Hz from `start`) for each distinct
+    folder of `folders` (one entry per frame, in frame order). Returns {folder: frames}, sorted by folder."""
+    counts = {folder: sum(1 for f in folders if f == folder) for folder in sorted(set(folders))}
+    for folder, count in counts.items():
+        (folder / 'timestamps.txt').write_text(''.join(
+            f'{start + timedelta(seconds=0.1 * k):%Y-%m-%d %H:%M:%S.%f}000\n' for k in range(count)))
+    return counts
+
+
 def write_kitti_raw(root, num_sweeps, seed, *, frames_per_drive=4, workers=1, progress=False) -> list:
     """KITTI raw: root/<date>/<date>_drive_<NNNN>_sync/velodyne_points/data/<NNNNNNNNNN>.bin (HDL-64,
     float32 x, y, z, reflectance) and velodyne_points/timestamps.txt, `frames_per_drive` frames per drive.
@@ -94,11 +104,7 @@ def write_kitti_raw(root, num_sweeps, seed, *, frames_per_drive=4, workers=1, pr
     drives = [root / kitti_raw_drive(i // frames_per_drive) / 'velodyne_points' for i in range(num_sweeps)]
     paths = [drive / 'data' / f'{i % frames_per_drive:010d}.bin' for i, drive in enumerate(drives)]
     write_frames(paths, seed, HDL64, kitti_record, workers, progress)
-    start = datetime(2011, 9, 26, 13, 2, 25)
-    for drive in sorted(set(drives)):
-        count = sum(1 for d in drives if d == drive)
-        (drive / 'timestamps.txt').write_text(''.join(
-            f'{start + timedelta(seconds=0.1 * k):%Y-%m-%d %H:%M:%S.%f}000\n' for k in range(count)))
+    write_timestamps(drives, datetime(2011, 9, 26, 13, 2, 25))
     return paths
 
 
@@ -129,11 +135,8 @@ def write_kitti360(root, num_sweeps, seed, *, frames_per_drive=6, workers=1, pro
     paths = [folder / 'data' / f'{i % frames_per_drive:010d}.bin' for i, folder in enumerate(folders)]
     write_frames(paths, seed, HDL64, kitti_record, workers, progress)
     lists = {'train': [], 'val': []}
-    start = datetime(2013, 5, 28, 8, 46, 2)
-    for folder in sorted(set(folders)):
-        count = sum(1 for f in folders if f == folder)
-        (folder / 'timestamps.txt').write_text(''.join(
-            f'{start + timedelta(seconds=0.1 * k):%Y-%m-%d %H:%M:%S.%f}000\n' for k in range(count)))
+    counts = write_timestamps(folders, datetime(2013, 5, 28, 8, 46, 2))
+    for folder, count in counts.items():
         for split, windows in zip(('train', 'val'), kitti360_windows(count)):
             lists[split] += [f'data_3d_semantics/train/{folder.parent.name}/static/{a:010d}_{b:010d}.ply'
                              for a, b in windows]
@@ -362,10 +365,7 @@ def write_custom(root, num_sweeps, seed, *, val_every=5, workers=1, progress=Fal
     root/ImageSets/{train,val}.txt; frames whose index is a multiple of val_every go to val."""
     root = Path(root)
     (root / 'points').mkdir(parents=True, exist_ok=True)
-    (root / 'ImageSets').mkdir(parents=True, exist_ok=True)
-    ids = [f'{i:06d}' for i in range(num_sweeps)]
-    (root / 'ImageSets' / 'train.txt').write_text(''.join(f'{s}\n' for i, s in enumerate(ids) if i % val_every))
-    (root / 'ImageSets' / 'val.txt').write_text(''.join(f'{s}\n' for i, s in enumerate(ids) if not i % val_every))
+    ids = write_image_sets(root, num_sweeps, val_every)
     paths = [root / 'points' / f'{name}.npy' for name in ids]
     for index, path in enumerate(tqdm(paths, desc='sweeps', unit='sweep', disable=not progress)):
         np.save(path, make_sweep(seed, index, HDL64)['points'].astype(np.float32))
