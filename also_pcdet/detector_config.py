@@ -26,7 +26,8 @@ DEFAULT_LAYOUTS = {
     'CustomDataset': 'custom_sweeps.yaml',
     'ONCEDataset': 'once_sweeps.yaml',
 }
-ALSO_DATA_KEYS = ('QUERIES', 'AUGMENTATION', 'MAX_BAD_FRACTION')  # ALSO's own, whatever the layout
+# ALSO's own, whatever the layout (but QUERIES.MAX_INPUT_POINTS: the layout's, what its detectors see)
+ALSO_DATA_KEYS = ('QUERIES', 'AUGMENTATION', 'MAX_BAD_FRACTION')
 # Modules whose family ALSO cannot pretrain, and why (the generic checks in `unsupported_reason` cover the rest).
 NOT_PRETRAINABLE = {
     'PointNet2MSG': 'is point-based (PointNet++ set abstraction on raw points): it has no voxel grid and no BEV '
@@ -109,9 +110,11 @@ def _layout_data_config(also_data, dataset: str, where: str, provenance: list) -
         raise DerivationError(f'{where}: DATA_CONFIG.DATASET {dataset!r} has no raw-sweep layout in also-pcdet '
                               f'yet (layouts exist for {", ".join(known)})')
     data = load_yaml_with_bases(DATASET_CONFIGS / layout)
+    input_cap = data.QUERIES.MAX_INPUT_POINTS  # what that dataset's detector sees, not the ALSO config's
     for key in ALSO_DATA_KEYS:
         if key in also_data:
             data[key] = copy.deepcopy(also_data[key])
+    data.QUERIES.MAX_INPUT_POINTS = input_cap
     keys = ['DATASET', 'DATA_PATH', 'DATA_SPLIT', 'SAMPLE_INTERVAL'] + list(DATASET_KEYS.get(data.DATASET, {}))
     provenance.append(f'DATA_CONFIG.{{{", ".join(k for k in dict.fromkeys(keys) if k in data)}}} <- '
                       f'cfgs/dataset_configs/{layout} (the {data.DATASET} layout reads {dataset} sweeps; '

@@ -111,7 +111,9 @@ def test_the_layout_follows_the_detectors_dataset():
     cfg = derive_config(also, detector_cfg_from_facts(stock_configs()['nuscenes_models/cbgs_pp_multihead.yaml']),
                         'cbgs_pp_multihead.yaml', provenance)
     assert cfg.DATA_CONFIG.DATASET == 'NuScenesSweeps' and cfg.DATA_CONFIG.DATA_SPLIT.train == 'train'
-    assert cfg.DATA_CONFIG.QUERIES == also.DATA_CONFIG.QUERIES  # ALSO's own
+    # ALSO's own queries; the input cap of the nuScenes layout (none: OpenPCDet's nuScenes detectors see every point)
+    assert cfg.DATA_CONFIG.QUERIES == dict(also.DATA_CONFIG.QUERIES, MAX_INPUT_POINTS=None)
+    assert also.DATA_CONFIG.QUERIES.MAX_INPUT_POINTS == 80000
     assert any('cfgs/dataset_configs/nuscenes_sweeps.yaml' in line for line in provenance)
     assert 'BACKBONE_3D' not in cfg.MODEL and cfg.MODEL.VFE.NAME == 'PillarVFE'
 
