@@ -186,13 +186,18 @@ def test_bad_values_and_missing_data_path(tmp_path):
 
 
 def test_input_cap_follows_what_the_fine_tuned_detector_sees(tmp_path, synthetic_kitti):
-    """OpenPCDet's Waymo and nuScenes configs subsample no points (only MAX_NUMBER_OF_VOXELS limits them), so
-    those pretraining configs have no cap; KITTI keeps ALSO's 80,000. null and 0 mean no cap."""
+    """OpenPCDet's Waymo, nuScenes, ONCE, Lyft and custom dataset configs subsample no points (only
+    MAX_NUMBER_OF_VOXELS limits them), so those pretraining configs have no cap; KITTI keeps ALSO's 80,000.
+    null and 0 mean no cap."""
     from also_pcdet.datasets import SweepDataset
     from conftest import tiny_cfg
     for name in STOCK:
         cap = load(name, tmp_path).DATA_CONFIG.QUERIES.MAX_INPUT_POINTS
-        assert cap == (None if 'waymo' in name or 'nuscenes' in name else 80000), name
+        assert cap == (80000 if 'kitti' in name or name == 'also_pretrain' else None), name
+    for name in ('once_sweeps', 'custom_sweeps', 'lyft_sweeps', 'nuscenes_sweeps', 'nuscenes_multisweep',
+                 'waymo_common'):
+        dataset = cfg_from_yaml_file(REPO / 'cfgs' / 'dataset_configs' / f'{name}.yaml')
+        assert dataset.QUERIES.MAX_INPUT_POINTS is None, name
     counts = {}
     for cap in (None, 0, 5000):
         cfg = tiny_cfg(synthetic_kitti)
