@@ -26,6 +26,8 @@ DEFAULT_LAYOUTS = {
     'CustomDataset': 'custom_sweeps.yaml',
     'ONCEDataset': 'once_sweeps.yaml',
 }
+# nuScenes detectors that merge past sweeps (DATA_CONFIG.MAX_SWEEPS > 1) get the same merge and time lag
+MULTI_SWEEP_LAYOUTS = {'NuScenesDataset': 'nuscenes_multisweep.yaml'}
 # ALSO's own, whatever the layout (but QUERIES.MAX_INPUT_POINTS: the layout's, what its detectors see)
 ALSO_DATA_KEYS = ('QUERIES', 'AUGMENTATION', 'MAX_BAD_FRACTION')
 # Modules whose family ALSO cannot pretrain, and why (the generic checks in `unsupported_reason` cover the rest).
@@ -98,13 +100,22 @@ def unsupported_reason(model_cfg) -> str:
     return ''
 
 
-def _layout_data_config(also_data, dataset: str, where: str, provenance: list) -> EasyDict:
-    """DATA_CONFIG whose layout reads `dataset` (OpenPCDet's DATASET name): the ALSO config's own when its
-    layout reads that dataset, else the default layout's dataset config with ALSO's own keys kept."""
+def _layout_data_config(also_data, detector_data, where: str, provenance: list) -> EasyDict:
+    """DATA_CONFIG whose layout reads the detector's dataset (OpenPCDet's DATASET name) as the detector sees it:
+    the ALSO config's own when its layout does, else that layout's dataset config with ALSO's own keys kept.
+    A nuScenes detector merging MAX_SWEEPS > 1 sweeps gets the multi-sweep layout with its MAX_SWEEPS (and
+    OpenPCDet's info files for that many sweeps), so the time-lag weights are pretrained too."""
+    dataset = detector_data.DATASET
+    max_sweeps = int(detector_data.get('MAX_SWEEPS') or 1)
+    multi_sweep = max_sweeps > 1 and dataset in MULTI_SWEEP_LAYOUTS
     current = SOURCES.get(also_data.get('DATASET'))
-    if current is not None and getattr(current, 'PCDET_DATASET', None) == dataset:
-        return copy.deepcopy(also_data)
-    layout = DEFAULT_LAYOUTS.get(dataset)
+    if (current is not None and getattr(current, 'PCDET_DATASET', None) == dataset
+            and ('MAX_SWEEPS' in also_data) == multi_sweep):
+        data = copy.deepcopy(also_data)
+        if multi_sweep:
+            data.MAX_SWEEPS = max_sweeps
+        return data
+    layout = MULTI_SWEEP_LAYOUTS[dataset] if multi_sweep else DEFAULT_LAYOUTS.get(dataset)
     if layout is None or not (DATASET_CONFIGS / layout).is_file():
         known = sorted(name for name, file in DEFAULT_LAYOUTS.items() if (DATASET_CONFIGS / file).is_file())
         raise DerivationError(f'{where}: DATA_CONFIG.DATASET {dataset!r} has no raw-sweep layout in also-pcdet '
@@ -115,6 +126,10 @@ def _layout_data_config(also_data, dataset: str, where: str, provenance: list) -
         if key in also_data:
             data[key] = copy.deepcopy(also_data[key])
     data.QUERIES.MAX_INPUT_POINTS = input_cap
+    if multi_sweep:
+        data.MAX_SWEEPS = max_sweeps
+        data.DATA_SPLIT = EasyDict({mode: f'nuscenes_infos_{max_sweeps}sweeps_{split}.pkl'
+                                    for mode, split in (('train', 'train'), ('test', 'val'))})
     keys = ['DATASET', 'DATA_PATH', 'DATA_SPLIT', 'SAMPLE_INTERVAL'] + list(DATASET_KEYS.get(data.DATASET, {}))
     provenance.append(f'DATA_CONFIG.{{{", ".join(k for k in dict.fromkeys(keys) if k in data)}}} <- '
                       f'cfgs/dataset_configs/{layout} (the {data.DATASET} layout reads {dataset} sweeps; '
@@ -139,7 +154,7 @@ def derive_config(also_cfg, detector_cfg, source: str, provenance: list = None) 
                               f'a VOXEL_SIZE')
 
     cfg = copy.deepcopy(also_cfg)
-    cfg.DATA_CONFIG = _layout_data_config(also_cfg.DATA_CONFIG, data.DATASET, source, provenance)
+    cfg.DATA_CONFIG = _layout_data_config(also_cfg.DATA_CONFIG, data, source, provenance)
     cfg.DATA_CONFIG.POINT_CLOUD_RANGE = list(data.POINT_CLOUD_RANGE)
     cfg.DATA_CONFIG.VOXEL_SIZE = list(voxels.VOXEL_SIZE)
     encoding = data.POINT_FEATURE_ENCODING

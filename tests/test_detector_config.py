@@ -11,6 +11,8 @@ import torch
 import yaml
 
 from also_pcdet.config import ConfigError, cfg_from_yaml_file, config_from_args, write_resolved_config
+from also_pcdet.config_checks import schema_errors, value_errors
+from also_pcdet.config_schema import config_schema
 from also_pcdet.detector_config import DerivationError, derive_config, derive_from_file, detector_cfg_from_facts
 from also_pcdet.engine.pretrained_check import BackboneParts
 from conftest import REPO
@@ -237,3 +239,23 @@ def test_training_fails_when_its_export_does_not_fit_the_detector(synthetic_kitt
                                 '--detector_cfg', detector))
     assert f'checked against {detector}: ==> Done (loaded 156/157)' in fits.stderr
     assert 'derived: DATA_CONFIG.POINT_CLOUD_RANGE' in fits.stderr and 'MODEL.BACKBONE_2D (BaseBEVBackbone)' in fits.stderr
+
+
+@pytest.mark.parametrize('also_cfg', ['also_pretrain.yaml', 'also_pretrain_nuscenes_10sweeps.yaml'])
+def test_a_multi_sweep_nuscenes_detector_gets_the_same_sweep_merge(also_cfg):
+    """OpenPCDet's nuScenes detectors merge DATA_CONFIG.MAX_SWEEPS sweeps with a time-lag feature: the derived
+    layout merges as many (queries from the key frame), so the timestamp weights are pretrained too."""
+    detector = detector_cfg_from_facts(stock_configs()['nuscenes_models/cbgs_voxel01_res3d_centerpoint.yaml'])
+    single = derive_config(cfg_from_yaml_file(REPO / 'cfgs' / also_cfg), detector, 'centerpoint')
+    assert single.DATA_CONFIG.DATASET == 'NuScenesSweeps' and 'MAX_SWEEPS' not in single.DATA_CONFIG
+    detector.DATA_CONFIG.MAX_SWEEPS = 5
+    provenance = []
+    merged = derive_config(cfg_from_yaml_file(REPO / 'cfgs' / also_cfg), detector, 'centerpoint', provenance)
+    data = merged.DATA_CONFIG
+    assert data.DATASET == 'NuScenesMultiSweeps' and data.MAX_SWEEPS == 5
+    assert data.POINT_FEATURE_ENCODING.used_feature_list[-1] == 'timestamp'
+    if also_cfg == 'also_pretrain.yaml':
+        assert dict(data.DATA_SPLIT) == {'train': 'nuscenes_infos_5sweeps_train.pkl',
+                                         'test': 'nuscenes_infos_5sweeps_val.pkl'}
+        assert any('nuscenes_multisweep.yaml' in line for line in provenance)
+    assert not schema_errors(merged, config_schema(data.DATASET)) and not value_errors(merged)
