@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from also_pcdet.config import ConfigError, cfg_from_yaml_file, config_from_args, write_resolved_config
+from also_pcdet.config import ConfigError, cfg_from_yaml_file, config_from_args, plain, write_resolved_config
 from also_pcdet.config_checks import schema_errors, value_errors
 from also_pcdet.config_schema import config_schema
 from also_pcdet.detector_config import DerivationError, derive_config, derive_from_file, detector_cfg_from_facts
@@ -34,23 +34,15 @@ def fake_openpcdet(root, name='kitti_models/voxel_rcnn_car.yaml'):
     base.parent.mkdir(parents=True)
     data = {key: value for key, value in derived.DATA_CONFIG.items() if key != 'POINT_CLOUD_RANGE'}
     data['POINT_CLOUD_RANGE'] = [0, -40, -3, 70.4, 40, 1]
-    base.write_text(yaml.safe_dump(yaml.safe_load(yaml.safe_dump(_plain(data)))))
+    base.write_text(yaml.safe_dump(yaml.safe_load(yaml.safe_dump(plain(data)))))
     detector = {'CLASS_NAMES': ['Car'], 'DATA_CONFIG': {'_BASE_CONFIG_': 'cfgs/dataset_configs/kitti_dataset.yaml',
                                                        'POINT_CLOUD_RANGE': entry['point_cloud_range']},
-                'MODEL': _plain(derived.MODEL)}
+                'MODEL': plain(derived.MODEL)}
     detector['MODEL']['DENSE_HEAD'] = {'NAME': 'AnchorHeadSingle', 'CLASS_AGNOSTIC': False}
     path = tools / 'cfgs' / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(detector, sort_keys=False))
     return path
-
-
-def _plain(node):
-    if isinstance(node, dict):
-        return {key: _plain(value) for key, value in node.items()}
-    if isinstance(node, (list, tuple)):
-        return [_plain(value) for value in node]
-    return node
 
 
 def layout_of(cfg) -> dict:
@@ -84,7 +76,7 @@ def test_base_config_resolves_from_openpcdet_tools_in_any_working_folder(tmp_pat
     also.DETECTOR_CFG = str(path.relative_to(tmp_path.parent))
     monkeypatch.chdir(tmp_path.parent)
     key_file = tmp_path / 'also_voxel_rcnn.yaml'
-    key_file.write_text(yaml.safe_dump(_plain(also)))
+    key_file.write_text(yaml.safe_dump(plain(also)))
     again = config_from_args(argparse.Namespace(cfg_file=str(key_file), detector_cfg=None,
                                                 set_cfgs=['DATA_CONFIG.DATA_PATH', str(tmp_path)]))
     cfg.DATA_CONFIG.POINT_CLOUD_RANGE = entry['point_cloud_range']
@@ -139,7 +131,7 @@ def test_backbones_alsocannot_pretrain_are_refused_naming_module_and_reason(name
 
 def test_train_refuses_a_point_based_detector_before_training(tmp_path):
     path = tmp_path / 'pointrcnn.yaml'
-    path.write_text(yaml.safe_dump(_plain(detector_cfg_from_facts(stock_configs()['kitti_models/pointrcnn.yaml']))))
+    path.write_text(yaml.safe_dump(plain(detector_cfg_from_facts(stock_configs()['kitti_models/pointrcnn.yaml']))))
     run = subprocess.run([sys.executable, str(REPO / 'tools' / 'train.py'), '--cfg_file', str(ALSO), '--detector_cfg',
                           str(path), '--output_root', str(tmp_path / 'out')],
                          capture_output=True, text=True, env=cli_env(), cwd=tmp_path)
@@ -179,7 +171,7 @@ def test_stock_coverage_trains_exports_and_loads_each_config(tmp_path):
 def test_export_backbone_refuses_a_detector_config_it_does_not_fit(tmp_path):
     second, voxel_rcnn = (tmp_path / 'second.yaml', tmp_path / 'voxel_rcnn_car.yaml')
     for path, name in ((second, 'kitti_models/second.yaml'), (voxel_rcnn, 'kitti_models/voxel_rcnn_car.yaml')):
-        path.write_text(yaml.safe_dump(_plain(detector_cfg_from_facts(stock_configs()[name]))))
+        path.write_text(yaml.safe_dump(plain(detector_cfg_from_facts(stock_configs()[name]))))
     model = BackboneParts(derive_config(cfg_from_yaml_file(ALSO), cfg_from_yaml_file(second), 'second'))
     ckpt = tmp_path / 'checkpoint_epoch_1.pth'
     torch.save({'model_state': model.state_dict(), 'epoch': 1, 'it': 1}, ckpt)
