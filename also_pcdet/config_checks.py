@@ -7,8 +7,9 @@ import numpy as np
 
 from .config import ConfigError
 from .config_schema import DATASET_KEYS, Choice, ListOf, Module, OneOf, Required, config_schema
-from .datasets.sources import SOURCES
-from .detector_config import TIME_FEATURES, unsupported_reason
+from .datasets.beam_drop import beam_drop_errors
+from .datasets.sources import SOURCES, TIME_FEATURES
+from .detector_config import unsupported_reason
 
 STOCK_BACKBONES_3D = ('VoxelBackBone8x', 'VoxelResBackBone8x')  # 8x in x and y; 128 output channels
 SPARSE_3D_CHANNELS = 128
@@ -33,7 +34,12 @@ def check_config(cfg):
     if reason:
         raise ConfigError(f'cannot pretrain this backbone with ALSO: {reason}')
     _check_modules_build(cfg)
-    if not Path(data.DATA_PATH).exists():
+    if data.get('SOURCES'):  # the sources' DATA_PATHs are read, not the target's
+        from .datasets.multi_source import source_errors
+        errors = source_errors(data, cfg.get('DERIVED_FROM'))
+        if errors:
+            raise ConfigError('bad DATA_CONFIG.SOURCES:\n  ' + '\n  '.join(errors))
+    elif not Path(data.DATA_PATH).exists():
         raise ConfigError(f'DATA_CONFIG.DATA_PATH {data.DATA_PATH!r} does not exist '
                           f'(generate synthetic sweeps with tools/make_synthetic.py, or point it at your data)')
 
@@ -151,6 +157,7 @@ def value_errors(cfg) -> list:
                       f'cap, or null / 0 for no cap')
     if not 0 <= data.get('MAX_BAD_FRACTION', 0.0) < 1:
         errors.append(f'DATA_CONFIG.MAX_BAD_FRACTION {data.MAX_BAD_FRACTION} must be in [0, 1)')
+    errors += beam_drop_errors(data.get('BEAM_DROP'))
     return errors + _number_errors(cfg)
 
 

@@ -46,16 +46,18 @@ def _split(spec):
 # DATA_CONFIG keys of one layout (`DATASET`), on top of DATA_CONFIG; see datasets/sources.py.
 DATASET_KEYS = {
     'KittiObjectSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ},
-    'KittiRawSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ},
+    'KittiRawSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ, 'OBJECT_DEVKIT_MAPPING': OneOf(None, str),
+                       'OBJECT_VAL_SPLIT': OneOf(None, str), 'ALLOW_OBJECT_VAL_OVERLAP': bool},
     'Kitti360Sweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ},
     'NuScenesMultiSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ, 'MAX_SWEEPS': int},
     'OnceSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ},
     'SequenceSweeps': {'DATA_SPLIT': _split(OneOf(Choice('all'), ListOf(OneOf(str, int)))), 'SENSOR_ORIGIN': XYZ},
     'NuScenesSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ, 'INCLUDE_SWEEPS': bool, 'VERSION': str},
     'WaymoProcessedSweeps': {'DATA_SPLIT': _split(str), 'PROCESSED_DATA_TAG': str, 'DISABLE_NLZ_FLAG_ON_POINTS': bool,
+                             'POINTS_TANH_DIM': OneOf(None, ListOf(int)),
                              'LIDAR_ORIGINS': {name: Required(XYZ) for name in WAYMO_LIDAR_NAMES}},
     'WaymoTfrecordSweeps': {'DATA_SPLIT': _split(str), 'RAW_DATA_TAG': str, 'INDEX_CACHE': OneOf(None, str),
-                            'DISABLE_NLZ_FLAG_ON_POINTS': bool},
+                            'DISABLE_NLZ_FLAG_ON_POINTS': bool, 'POINTS_TANH_DIM': OneOf(None, ListOf(int))},
     'LyftSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ, 'VERSION': str},
     'CustomSweeps': {'DATA_SPLIT': _split(str), 'SENSOR_ORIGIN': XYZ},
 }
@@ -89,6 +91,12 @@ DATA_CONFIG = {
         'MAX_NUMBER_OF_VOXELS': Required(TRAIN_TEST_INT),
     }),
     'MAX_BAD_FRACTION': float,
+    # several datasets pretraining this (target) config's detector: each entry is checked by
+    # datasets/multi_source.py `source_errors`
+    'SOURCES': ListOf(dict),
+    'SWEEPS_PER_EPOCH': OneOf(None, int),  # multi-source epochs: null = all the sources' sweeps
+    # sensor gap: drop whole rings (datasets/beam_drop.py); absent or empty: off
+    'BEAM_DROP': {'KEEP_EVERY': int, 'BEAMS': int, 'RING_GAP_DEG': float},
 }
 
 SPARSE_3D_KEYS = {'USE_BIAS': OneOf(None, bool), 'last_pad': int}
@@ -141,6 +149,7 @@ OPTIMIZATION = {
     'MAX_NONFINITE_STEPS': int,
     'CKPT_SAVE_ITERS': int,
     'LOG_INTERVAL': int,
+    'USE_AMP': bool,  # OpenPCDet's name; --use_amp turns it on too
 }
 
 

@@ -14,7 +14,6 @@ from .config import REPO_ROOT, ConfigError, load_yaml_with_bases
 from .config_schema import DATASET_KEYS, MODULE_SECTIONS
 from .datasets.sources import SOURCES
 
-TIME_FEATURES = ('timestamp', 'time')  # time lag of a merged sweep: 0 for the single sweeps ALSO reads
 VOXEL_PROCESSORS = ('transform_points_to_voxels', 'transform_points_to_voxels_placeholder')
 DATASET_CONFIGS = REPO_ROOT / 'cfgs' / 'dataset_configs'
 # OpenPCDet DATA_CONFIG.DATASET -> the dataset config (cfgs/dataset_configs/) of its default raw-sweep layout
@@ -28,8 +27,12 @@ DEFAULT_LAYOUTS = {
 }
 # nuScenes detectors that merge past sweeps (DATA_CONFIG.MAX_SWEEPS > 1) get the same merge and time lag
 MULTI_SWEEP_LAYOUTS = {'NuScenesDataset': 'nuscenes_multisweep.yaml'}
-# ALSO's own, whatever the layout (but QUERIES.MAX_INPUT_POINTS: the layout's, what its detectors see)
-ALSO_DATA_KEYS = ('QUERIES', 'AUGMENTATION', 'MAX_BAD_FRACTION')
+# Reader settings of OpenPCDet's dataset classes that change the points a detector sees, with OpenPCDet's
+# default when the detector config has none: copied into the derived DATA_CONFIG.
+READER_KEYS = {'WaymoDataset': (('DISABLE_NLZ_FLAG_ON_POINTS', False), ('POINTS_TANH_DIM', None))}
+# ALSO's own and the multi-source ones, whatever the layout (but QUERIES.MAX_INPUT_POINTS: the layout's, what its
+# detectors see)
+ALSO_DATA_KEYS = ('QUERIES', 'AUGMENTATION', 'MAX_BAD_FRACTION', 'SOURCES', 'SWEEPS_PER_EPOCH', 'BEAM_DROP')
 # Modules whose family ALSO cannot pretrain, and why (the generic checks in `unsupported_reason` cover the rest).
 NOT_PRETRAINABLE = {
     'PointNet2MSG': 'is point-based (PointNet++ set abstraction on raw points): it has no voxel grid and no BEV '
@@ -64,7 +67,7 @@ def load_detector_cfg(path) -> EasyDict:
         raise ConfigError(f'detector config not found: {path}')
     tools = tools_folder(path)
     roots = ([tools] if tools is not None else []) + [path.resolve().parent, Path.cwd()]
-    return load_yaml_with_bases(path, roots=roots)
+    return load_yaml_with_bases(path, roots=roots, repeated_keys='warn')
 
 
 def voxel_settings(data_cfg, where: str) -> dict:
@@ -162,6 +165,9 @@ def derive_config(also_cfg, detector_cfg, source: str, provenance: list = None) 
         encoding_type=encoding.get('encoding_type', 'absolute_coordinates_encoding'),
         used_feature_list=list(encoding.used_feature_list), src_feature_list=list(encoding.src_feature_list))
     derived = ['DATA_CONFIG.POINT_CLOUD_RANGE', 'DATA_CONFIG.VOXEL_SIZE', 'DATA_CONFIG.POINT_FEATURE_ENCODING']
+    for key, default in READER_KEYS.get(data.DATASET, ()):
+        cfg.DATA_CONFIG[key] = copy.deepcopy(data.get(key, default))
+        derived.append(f'DATA_CONFIG.{key}')
     if 'MAX_POINTS_PER_VOXEL' in voxels:
         cfg.DATA_CONFIG.VOXELIZATION = EasyDict(
             MAX_POINTS_PER_VOXEL=int(voxels.MAX_POINTS_PER_VOXEL),

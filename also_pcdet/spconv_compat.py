@@ -1,8 +1,10 @@
 """spconv checks at import time, and the patches that let spconv's CPU path run backward and inference."""
 import functools
 import importlib.metadata
+import logging
 import re
 import sys
+import warnings
 from contextlib import contextmanager
 
 import torch
@@ -80,6 +82,34 @@ def patch_cpu_inference_bias():
     conv.SparseConvolution._conv_forward = conv_forward
 
 
+def patch_cpu_scatter_add():
+    """Make spconv's CPU `scatter_add_cpu` exact with several torch threads (idempotent).
+
+    spconv 2.3.8's kernel (csrc/sparse/gather.py, used by every CPU sparse convolution forward and backward) shares
+    its row pointers between the OpenMP threads it starts, so with two threads rows get added to the wrong output
+    row: outputs differ by up to the features' scale from run to run (benchmarks/cpu_threads.py). Its OpenMP team
+    follows torch's thread count, so the wrapper runs it on one thread; the matrix products around it, and every
+    other torch op, keep all threads."""
+    from spconv.core_cc.csrc.sparse.all import SpconvOps
+
+    original = SpconvOps.scatter_add_cpu
+    if getattr(original, 'single_threaded', False):
+        return
+
+    def scatter_add_cpu(out, buffer, indices):
+        threads = torch.get_num_threads()
+        if threads == 1:
+            return original(out, buffer, indices)
+        torch.set_num_threads(1)
+        try:
+            return original(out, buffer, indices)
+        finally:
+            torch.set_num_threads(threads)
+
+    scatter_add_cpu.single_threaded, scatter_add_cpu.original = True, original
+    SpconvOps.scatter_add_cpu = staticmethod(scatter_add_cpu)
+
+
 def ensure_spconv():
     """Check that exactly one spconv build is installed and importable; patch its CPU backward and inference."""
     check_spconv_distributions(d.metadata['Name'] for d in importlib.metadata.distributions())
@@ -91,21 +121,44 @@ def ensure_spconv():
         raise ImportError(f"also-pcdet needs spconv 2.x, which is not installed: {INSTALL_HINT}.") from err
     patch_cpu_stream()
     patch_cpu_inference_bias()
+    patch_cpu_scatter_add()
+    quiet_spconv_noise()
+
+
+def quiet_spconv_noise():
+    """Silence two messages spconv 2.3.8 triggers on every run that say nothing about the user's run: torch's
+    deprecation of list indices (spconv/pytorch/core.py) and torch.fx's note on `is_fx_tracing`."""
+    warnings.filterwarnings('ignore', message='Using a non-tuple sequence for multidimensional indexing',
+                            category=UserWarning, module='spconv')
+    logging.getLogger('torch.fx._symbolic_trace').setLevel(logging.ERROR)
 
 
 @contextmanager
 def single_threaded_on_cpu(device):
-    """Run the enclosed code with one torch thread when `device` is the CPU.
+    """Run the enclosed code with one torch thread when `device` is the CPU: results then do not depend on the
+    machine's thread count (several threads sum in another order: ~1e-7 relative differences).
 
-    spconv's CPU sparse convolutions race when torch has several threads: the same input gives outputs
-    that differ by several percent from run to run (traveller59/spconv#679). One thread makes them exact
-    and repeatable."""
+    Several threads are exact since `patch_cpu_scatter_add` (spconv's own race, traveller59/spconv#679);
+    tools/train.py still uses one unless OMP_NUM_THREADS asks for more (two were slower on a busy 2-core machine)."""
     if torch.device(device).type != 'cpu':
         yield
         return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    with torch_threads(1):
+        yield
+
+
+@contextmanager
+def torch_threads(threads: int):
+    """Run the enclosed code with `threads` torch threads; the count before is restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
+
+
+def with_threads(threads: int, fn):
+    """`fn()` run with `threads` torch threads."""
+    with torch_threads(threads):
+        return fn()

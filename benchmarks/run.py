@@ -152,17 +152,20 @@ def stage_timers(dataset):
                 spent[name] = spent.get(name, 0.0) + time.perf_counter() - start
         return timed
 
-    saved = (sweep_dataset.decimate, sweep_dataset.sample_queries, RigidAugmentation.apply)
-    sweep_dataset.decimate = wrap('queries', saved[0])
-    sweep_dataset.sample_queries = wrap('queries', saved[1])
-    RigidAugmentation.apply = wrap('augment', saved[2])
+    saved = (sweep_dataset.rays_reaching_range, sweep_dataset.decimate, sweep_dataset.sample_queries_in_range,
+             RigidAugmentation.apply)
+    sweep_dataset.rays_reaching_range = wrap('queries', saved[0])
+    sweep_dataset.decimate = wrap('queries', saved[1])
+    sweep_dataset.sample_queries_in_range = wrap('queries', saved[2])
+    RigidAugmentation.apply = wrap('augment', saved[3])
     dataset.source.read = wrap('read', dataset.source.read)
     dataset.crop_mask = wrap('crop', dataset.crop_mask)
     dataset.voxelizer = wrap('voxelize', dataset.voxelizer)
     try:
         yield spent
     finally:
-        sweep_dataset.decimate, sweep_dataset.sample_queries, RigidAugmentation.apply = saved
+        (sweep_dataset.rays_reaching_range, sweep_dataset.decimate, sweep_dataset.sample_queries_in_range,
+         RigidAugmentation.apply) = saved
 
 
 def bench_pipeline(cfg, num_sweeps: int, batch_size: int = 2):

@@ -1,8 +1,13 @@
-"""Shared fixtures: synthetic KITTI sweeps written once per session, and a small CPU-sized config."""
+"""Shared fixtures: synthetic KITTI sweeps written once per session, and a small CPU-sized config. Under
+pytest-xdist (tools/test.sh) each worker gets its share of the torch threads, and slow tests start first."""
+import fcntl
+import os
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -23,6 +28,22 @@ def openpcdet_limit(excinfo) -> str:
     in_pcdet = any('/pcdet/' in Path(entry.path).as_posix() for entry in excinfo.traceback)
     limit = next((text for text in OPENPCDET_LIMITS if text in message), '')
     return f'OpenPCDet itself cannot run this here: {limit}' if in_pcdet and limit else ''
+
+
+def pytest_configure(config):
+    """An xdist worker gets an equal share of the cores for torch's threads (at least one): N workers each on torch's
+    default of N threads oversubscribe the machine N times, and OpenMP's waiting threads then cost several times
+    the work. A test about several threads sets them itself."""
+    workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', 0))
+    if workers:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow tests first (order otherwise kept). tools/test.sh hands out whole modules (`--dist loadfile
+    --no-loadscope-reorder`: a module's fixtures are built by one worker) in the order of their first test, so the
+    modules with long tests start first instead of leaving one worker busy at the end while the other idles."""
+    items.sort(key=lambda item: item.get_closest_marker('slow') is None)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -49,12 +70,27 @@ TINY_OVERRIDES = [
 ]
 
 
+def written_once(tmp_path_factory, name, write) -> Path:
+    """<run's temp folder>/<name>, filled by `write(path)` once per test run: xdist workers share the folder (the
+    first to take the lock writes it, the others wait for it), so tests must treat it as read-only."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        base = base.parent  # the run's folder, above each worker's own
+    root, done = base / name, base / f'{name}.done'
+    with open(base / f'{name}.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(root, ignore_errors=True)  # a writer that failed half-way
+            write(root)
+            done.touch()
+    return root
+
+
 @pytest.fixture(scope='session')
 def synthetic_kitti(tmp_path_factory) -> Path:
-    """Ten ray-cast sweeps in KITTI's 3D-object layout (8 train, 2 val)."""
-    root = tmp_path_factory.mktemp('synthetic_kitti')
-    write_kitti_object(root, num_sweeps=10, seed=0, val_every=5)
-    return root
+    """Ten ray-cast sweeps in KITTI's 3D-object layout (8 train, 2 val); read-only (copy it to change it)."""
+    return written_once(tmp_path_factory, 'synthetic_kitti',
+                        lambda root: write_kitti_object(root, num_sweeps=10, seed=0, val_every=5))
 
 
 def tiny_cfg(data_path, *extra):

@@ -113,6 +113,7 @@ def test_centerpoint_shaped_backbone_loads_into_centerpoint(tmp_path, capsys):
     assert code == 0 and '==> Done (loaded 226/227)' in out, out       # 142 + 84 backbone keys + global_step
 
 
+@pytest.mark.slow
 def test_official_style_flat_file_loads_nothing(tmp_path, capsys):
     ckpt = training_checkpoint(tmp_path / 'checkpoint_epoch_3.pth', KITTI_SECOND)
     flat = {f'model.{key}': value for key, value in load_checkpoint(ckpt)['model_state'].items()}

@@ -42,6 +42,8 @@ STOCK = {
 def load(name, data_path):
     cfg = cfg_from_yaml_file(REPO / 'cfgs' / f'{name}.yaml')
     cfg.DATA_CONFIG.DATA_PATH = str(data_path)
+    for source in cfg.DATA_CONFIG.get('SOURCES', []):  # also_pretrain_multi
+        source['DATA_PATH'] = str(data_path)
     return cfg
 
 

@@ -62,6 +62,7 @@ def test_frames_flip_and_subsets_are_seeded(synthetic_kitti):
     assert len(labelled_subset(80, 0.05, 0)) == 4 and len(labelled_subset(8, 0.01, 0)) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('finetune', ['all', 'head'])
 def test_probe_trains_a_few_steps(synthetic_kitti, finetune):
     cfg = tiny_cfg(synthetic_kitti)

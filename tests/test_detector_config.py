@@ -129,6 +129,7 @@ def test_backbones_alsocannot_pretrain_are_refused_naming_module_and_reason(name
     assert reason in str(err.value)
 
 
+@pytest.mark.slow
 def test_train_refuses_a_point_based_detector_before_training(tmp_path):
     path = tmp_path / 'pointrcnn.yaml'
     path.write_text(yaml.safe_dump(plain(detector_cfg_from_facts(stock_configs()['kitti_models/pointrcnn.yaml']))))
@@ -141,6 +142,7 @@ def test_train_refuses_a_point_based_detector_before_training(tmp_path):
         derive_from_file(cfg_from_yaml_file(ALSO), tmp_path / 'missing.yaml')
 
 
+@pytest.mark.slow
 def test_stock_coverage_trains_exports_and_loads_each_config(tmp_path):
     """Voxel R-CNN (narrow BEV backbone) and PointPillars pretrain for a step on synthetic KITTI sweeps and their
     exports load every backbone key; PointRCNN gets a row with the refusal."""
@@ -157,9 +159,9 @@ def test_stock_coverage_trains_exports_and_loads_each_config(tmp_path):
     assert 'export ==> Done (loaded 120/121)' in rows['kitti_models/pointpillar.yaml']
     assert '| 0/192 | no |' in rows['kitti_models/pointrcnn.yaml'] and 'point-based' in rows['kitti_models/pointrcnn.yaml']
     assert run.stdout.splitlines()[-1] == 'covered 2/58 configs'
-    readme = {line.split(' | ')[0].strip('| '): line for line in (REPO / 'README.md').read_text().splitlines()
-              if line.startswith('| ') and line.split(' | ')[0].strip('| ') in rows}
-    assert readme == rows, 'the README coverage table is what the command prints'
+    documented = {line.split(' | ')[0].strip('| '): line for line in (REPO / 'docs' / 'coverage.md').read_text()
+                  .splitlines() if line.startswith('| ') and line.split(' | ')[0].strip('| ') in rows}
+    assert documented == rows, 'the coverage table in docs/coverage.md is what the command prints'
     assert 'cropped' in run.stdout
     exported = torch.load(next(tmp_path.glob('kitti_models_pointpillar.yaml/output/**/pretrained_backbone.pth')),
                           weights_only=True)
@@ -168,6 +170,7 @@ def test_stock_coverage_trains_exports_and_loads_each_config(tmp_path):
         .get(module, [])]
 
 
+@pytest.mark.slow
 def test_export_backbone_refuses_a_detector_config_it_does_not_fit(tmp_path):
     second, voxel_rcnn = (tmp_path / 'second.yaml', tmp_path / 'voxel_rcnn_car.yaml')
     for path, name in ((second, 'kitti_models/second.yaml'), (voxel_rcnn, 'kitti_models/voxel_rcnn_car.yaml')):
@@ -214,6 +217,7 @@ def test_shipped_detector_configs_are_the_stock_ones(path):
     assert layout_of(cfg) == {module: stock_configs()[name]['backbone_state'].get(module, []) for module in MODULES}
 
 
+@pytest.mark.slow
 def test_training_fails_when_its_export_does_not_fit_the_detector(synthetic_kitti, tmp_path):
     """A BEV backbone changed away from the detector's by --set (applied after the derivation)
     makes the end-of-run check fail the run (exit 1, the loader's line and the first misfit in the log)."""

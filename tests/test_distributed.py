@@ -29,16 +29,17 @@ def test_sampler_shards_an_epoch_and_starts_mid_epoch():
     assert list(sampler) != shards[1]                                 # a new permutation every epoch
 
 
+@pytest.mark.slow
 def test_two_processes_stay_identical_and_only_rank0_writes(synthetic_kitti, tmp_path):
     dump = tmp_path / 'final_states'
-    args = train_args(synthetic_kitti, tmp_path / 'out', '--batch_size', 1, '--epochs', 1, '--fix_random_seed',
+    args = train_args(synthetic_kitti, tmp_path / 'out', '--batch_size', 2, '--epochs', 1, '--fix_random_seed',
                       '--dump_final_state', dump, sets=['OPTIMIZATION.CKPT_SAVE_ITERS', 2])
     proc = subprocess.run(['bash', str(REPO / 'tools' / 'dist_train.sh'), '2', *args], cwd=REPO, env=cli_env(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
     rank0, rank1 = (load_checkpoint(dump / f'rank_{r}.pth') for r in range(2))
-    # 8 train sweeps sharded over 2 processes at batch 1: 4 steps each, every one applied
+    # 8 train sweeps sharded over 2 processes at a total batch of 2 (1 each): 4 steps each, every one applied
     assert rank0['it'] == rank1['it'] == 4 and rank0['world_size'] == 2
     assert {int(s['step']) for s in rank0['optimizer_state']['state'].values()} == {4}
     weights = [k for k in rank0['model_state'] if not k.endswith(BN_STATS)]
@@ -50,7 +51,7 @@ def test_two_processes_stay_identical_and_only_rank0_writes(synthetic_kitti, tmp
     assert same_tensors(load_checkpoint(ckpt / 'checkpoint_epoch_1.pth')['model_state'], rank0['model_state'])
     assert sorted(p.name for p in ckpt.iterdir()) == ['checkpoint_epoch_1.pth', 'latest_model.pth',
                                                       'pretrained_backbone.pth']
-    logs = sorted(out.glob('log_train_*.txt'))
+    logs = sorted(out.glob('train_*.log'))
     assert len(logs) == 1 and sorted(p.name for p in out.iterdir()) == sorted(
         ['ckpt', 'tensorboard', logs[0].name, 'also_pretrain.yaml', 'also_pretrain_resolved.yaml'])
     assert len(list((out / 'tensorboard').iterdir())) == 1

@@ -12,11 +12,12 @@ from also_pcdet.engine.evaluation import evaluate
 from also_pcdet.engine.trainer import Trainer
 from also_pcdet.models import build_network
 from conftest import REPO, tiny_cfg
+from train_cli import FAST_OVERRIDES
 
 
 @pytest.fixture(scope='module')
 def val_setup(synthetic_kitti):
-    cfg = tiny_cfg(synthetic_kitti, 'DATA_CONFIG.SAMPLE_INTERVAL.test', '1')
+    cfg = tiny_cfg(synthetic_kitti, *FAST_OVERRIDES[-4:], 'DATA_CONFIG.SAMPLE_INTERVAL.test', '1')  # the 6.4 m box
     dataset, loader = build_dataloader(cfg.DATA_CONFIG, batch_size=2, workers=0, training=False)
     torch.manual_seed(0)
     return build_network(cfg.MODEL, dataset), loader
@@ -35,6 +36,7 @@ def test_evaluate_matches_occupancy_metrics_on_one_batch(val_setup):
     l1 = (pred['intensity'][mask] - pred['intensity_target'][mask]).abs().mean().item()
     assert metrics['intensity_l1'] == pytest.approx(l1, rel=1e-5)
     assert metrics['pairs'] == len(pred['occupancy_logits']) and metrics['sweeps'] == 2
+    assert metrics['occ_acc_all_empty'] == pytest.approx(1 - pred['occupancy_target'].float().mean().item())
 
 
 def test_evaluation_has_no_augmentation(val_setup):

@@ -2,7 +2,6 @@
 Slurm installed) and tools/slurm_train.sh passes the job shape to srun; tools/dist_train.sh runs torchrun across
 two "nodes" on this machine (NNODES=2, NODE_RANK 0 and 1, gloo). Both train real DDP replicas that agree."""
 import os
-import socket
 import subprocess
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from also_pcdet.engine.checkpoint import load_checkpoint
 from also_pcdet.engine.distributed import first_host, master_host, slurm_environment
 from conftest import REPO
-from train_cli import cli_env, run_dir, same_tensors, train_args
+from train_cli import cli_env, free_port, run_dir, same_tensors, train_args
 
 BN_STATS = ('running_mean', 'running_var')  # DDP re-broadcasts them from rank 0 before every forward
 FAKE_SRUN = r'''#!/usr/bin/env bash
@@ -65,18 +64,20 @@ def replicas_agree(dump, world_size):
 
 
 def short_run(data, out_root, dump):
-    """One epoch at batch 1 over two train sweeps: one step per process when two share them."""
-    return train_args(data, out_root, '--batch_size', 1, '--epochs', 1, '--fix_random_seed', '--dump_final_state',
+    """One epoch over two train sweeps at a total batch of 2: one step of 1 sweep per process when two share them."""
+    return train_args(data, out_root, '--batch_size', 2, '--epochs', 1, '--fix_random_seed', '--dump_final_state',
                       dump, sets=['DATA_CONFIG.SAMPLE_INTERVAL.train', 4])
 
 
+@pytest.mark.slow
 def test_slurm_train_sh_launches_two_tasks_through_srun(synthetic_kitti, tmp_path):
     bin_dir = tmp_path / 'bin'
     bin_dir.mkdir()
     (bin_dir / 'srun').write_text(FAKE_SRUN)
     (bin_dir / 'srun').chmod(0o755)
     env = dict(cli_env(), PATH=f'{bin_dir}{os.pathsep}{cli_env()["PATH"]}', SRUN_RECORD=str(tmp_path / 'srun_args'),
-               GPUS_PER_NODE='0', CPUS_PER_TASK='1', SRUN_ARGS='--time 00:10:00')
+               GPUS_PER_NODE='0', CPUS_PER_TASK='1', SRUN_ARGS='--time 00:10:00',
+               PORT=str(free_port()))  # not slurm_train.sh's random pick: parallel tests could collide
     proc = subprocess.run(['bash', str(REPO / 'tools' / 'slurm_train.sh'), 'cpu', 'also', '2',
                            *short_run(synthetic_kitti, tmp_path / 'out', tmp_path / 'dump')],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -86,16 +87,11 @@ def test_slurm_train_sh_launches_two_tasks_through_srun(synthetic_kitti, tmp_pat
                          '--cpus-per-task', '1'] and '--gres' not in srun
     assert srun[srun.index('--time') + 1] == '00:10:00' and srun[srun.index('--launcher') + 1] == 'slurm'
     replicas_agree(tmp_path / 'dump', 2)
-    log = next(run_dir(tmp_path / 'out').glob('log_train_*.txt')).read_text()
+    log = next(run_dir(tmp_path / 'out').glob('train_*.log')).read_text()
     assert 'processes: 2' in log and 'launcher         slurm' in log
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
+@pytest.mark.slow
 def test_torchrun_across_two_nodes(synthetic_kitti, tmp_path):
     """Two dist_train.sh launches as NODE_RANK 0 and 1 of NNODES=2 (one process each) form one job."""
     args = short_run(synthetic_kitti, tmp_path / 'out', tmp_path / 'dump')
@@ -107,7 +103,7 @@ def test_torchrun_across_two_nodes(synthetic_kitti, tmp_path):
     outputs = [node.communicate(timeout=300) for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-3000:] + outputs[1][1][-3000:]
     replicas_agree(tmp_path / 'dump', 2)
-    assert 'processes: 2' in next(run_dir(tmp_path / 'out').glob('log_train_*.txt')).read_text()
+    assert 'processes: 2' in next(run_dir(tmp_path / 'out').glob('train_*.log')).read_text()
 
     missing = subprocess.run(['bash', str(REPO / 'tools' / 'dist_train.sh'), '1', *args], cwd=REPO,
                              env=dict(cli_env(), NNODES='2', NODE_RANK='1'), capture_output=True, text=True)

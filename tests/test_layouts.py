@@ -42,7 +42,7 @@ def relative(source):
 
 def test_kitti_raw_layout_and_drive_list(roots):
     root = roots['kitti_raw']
-    cfg = config('kitti_raw', root)
+    cfg = config('kitti_raw', root, 'DATA_CONFIG.ALLOW_OBJECT_VAL_OVERLAP', 'True')  # no object devkit mapping here
     source = build_source(cfg.DATA_CONFIG, root, cfg.DATA_CONFIG.DATA_SPLIT.train)
     first, second = '2011_09_26/2011_09_26_drive_0001_sync', '2011_09_28/2011_09_28_drive_0002_sync'
     assert relative(source) == ([f'{first}/velodyne_points/data/{i:010d}.bin' for i in range(4)]
@@ -276,7 +276,8 @@ def test_waymo_tfrecord_source_indexes_once_and_caches(roots):
 
 
 @pytest.mark.parametrize('name, layout, features, overrides', [
-    ('kitti_raw', 'kitti_raw', 4, ['DATA_CONFIG.POINT_CLOUD_RANGE', '[0,-12.8,-3,25.6,12.8,1]']),
+    ('kitti_raw', 'kitti_raw', 4, ['DATA_CONFIG.POINT_CLOUD_RANGE', '[0,-12.8,-3,25.6,12.8,1]',
+                                   'DATA_CONFIG.ALLOW_OBJECT_VAL_OVERLAP', 'True']),
     ('semantic_kitti', 'sequences', 4, ['DATA_CONFIG.POINT_CLOUD_RANGE', '[0,-12.8,-3,25.6,12.8,1]',
                                         'DATA_CONFIG.DATA_SPLIT.train', '00,01']),
     ('kitti360', 'kitti360', 4, ['DATA_CONFIG.POINT_CLOUD_RANGE', '[0,-12.8,-3,25.6,12.8,1]']),

@@ -20,6 +20,7 @@ SMALL_RUN = ('--batch_size', 1, '--epochs', 1, '--fix_random_seed')
 SMALL_SETS = ['DATA_CONFIG.SAMPLE_INTERVAL.train', 2]
 
 
+@pytest.mark.slow
 def test_a_corrupt_sweep_is_skipped_and_counted(synthetic_kitti, tmp_path):
     data = tmp_path / 'kitti'
     shutil.copytree(synthetic_kitti, data)
@@ -39,6 +40,7 @@ def test_a_corrupt_sweep_is_skipped_and_counted(synthetic_kitti, tmp_path):
     assert {int(s['step']) for s in final['optimizer_state']['state'].values()} == {3}   # 3 updates applied
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(synthetic_kitti, tmp_path):
     sets = SMALL_SETS + ['OPTIMIZATION.LR', 1e30, 'OPTIMIZATION.MAX_NONFINITE_STEPS', 2,
                          'OPTIMIZATION.CKPT_SAVE_ITERS', 1]
@@ -68,6 +70,6 @@ def test_grad_norm_clip_bounds_the_step_and_amp_needs_cuda(synthetic_kitti, tmp_
     update = torch.cat([(p.detach().double() - b.double()).flatten() for p, b in zip(model.parameters(), before)])
     assert trainer.it == 1 and update.norm().item() == pytest.approx(100 * 0.01, rel=1e-5)
 
-    with pytest.raises(ValueError, match='--amp needs a CUDA device'):
+    with pytest.raises(ValueError, match=r'^--use_amp \(alias --amp; OPTIMIZATION.USE_AMP\) needs a CUDA device'):
         Trainer(model, trainer.optimizer, loader, cfg.OPTIMIZATION, ckpt_dir=tmp_path, device=torch.device('cpu'),
                 amp=True)

@@ -70,13 +70,15 @@ def test_ego_points_of_past_sweeps_are_dropped(root, tmp_path):
     """OpenPCDet drops past-sweep points with |x| < 1 m and |y| < 1 m (its own car); the key frame keeps them."""
     cfg = config('nuscenes_10sweeps', root, 'DATA_CONFIG.MAX_SWEEPS', '2')
     source = build_source(cfg.DATA_CONFIG, root, cfg.DATA_CONFIG.DATA_SPLIT.train)
-    sweep_path = root / source.items[1]['sweeps'][0]['lidar_path']
+    (sweep,) = source.past_sweeps(1)  # the one past sweep `read` draws (MAX_SWEEPS 2)
+    sweep_path = root / sweep['lidar_path']
     original = sweep_path.read_bytes()
     try:
         ego = np.array([[0.5, -0.9, -1.0, 10.0, 3.0], [1.2, 0.0, -1.0, 10.0, 3.0]], dtype=np.float32)
         sweep_path.write_bytes(original + ego.tobytes())
         points, _ = source.read(1)
-        np.testing.assert_allclose(points[-1, :3], [1.2 - 0.1, 0.0, -1.0], atol=1e-6)  # kept, moved by -0.1 m
+        moved = sweep['transform_matrix'] @ [1.2, 0.0, -1.0, 1.0]
+        np.testing.assert_allclose(points[-1, :3], moved[:3], atol=1e-6)  # kept, moved into the key frame
         assert len(points) == len(records(root / source.items[1]['lidar_path'])) + len(records(sweep_path)) - 1
     finally:
         sweep_path.write_bytes(original)

@@ -74,8 +74,12 @@ def test_kitti_raw_splits_follow_kittis_val_drives(tmp_path, warnings_seen):
     assert rel[3] == '2011_09_26/2011_09_26_drive_0002_sync/velodyne_points/data/0000000000.bin'
     cfg = config('kitti_raw', root)
     assert (cfg.DATA_CONFIG.DATA_SPLIT.train, cfg.DATA_CONFIG.DATA_SPLIT.test) == ('train', 'val')
-    sources = {name: [str(p) for p in build_source(cfg.DATA_CONFIG, root, name).items] for name in ('train', 'val')}
-    assert sources == {'train': [rel[0], rel[1], rel[2]], 'val': [rel[3]]} and warnings_seen.records == []
+    assert [str(p) for p in build_source(cfg.DATA_CONFIG, root, 'val').items] == [rel[3]]
+    assert warnings_seen.records == []
+    cfg = config('kitti_raw', root, 'DATA_CONFIG.ALLOW_OBJECT_VAL_OVERLAP', 'True')
+    assert [str(p) for p in build_source(cfg.DATA_CONFIG, root, 'train').items] == [rel[0], rel[1], rel[2]]
+    assert 'ALLOW_OBJECT_VAL_OVERLAP' in warnings_seen.text
+    warnings_seen.clear()
     assert len(build_source(cfg.DATA_CONFIG, root, 'all')) == 4
     assert 'KittiRawSweeps DATA_SPLIT `all`' in warnings_seen.text
     (root / rel[3]).parent.parent.parent.rename(root / '2011_09_26' / '2011_09_26_drive_0099_sync')

@@ -74,6 +74,7 @@ def test_iou_from_confusion():
     assert np.isnan(iou[2])
 
 
+@pytest.mark.slow
 def test_probe_is_deterministic_and_reads_exported_backbones(synthetic_kitti, tmp_path):
     cfg = tiny_cfg(synthetic_kitti)
     options = dict(fraction=0.01, seed=3, steps=20, max_sweeps=1)

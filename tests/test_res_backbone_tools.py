@@ -33,6 +33,7 @@ def checkpoint(cfg_file, overrides, path):
     return path
 
 
+@pytest.mark.slow
 def test_tools_on_kitti_with_res_backbone(synthetic_kitti, tmp_path):
     cfg_file = REPO / 'cfgs' / 'also_pretrain.yaml'
     overrides = [*TINY_OVERRIDES, 'DATA_CONFIG.DATA_PATH', str(synthetic_kitti), *RES]
@@ -54,12 +55,15 @@ def synthetic_waymo(tmp_path_factory):
     return root
 
 
-def test_evaluate_and_visualize_the_shipped_waymo_config(synthetic_waymo, tmp_path):
+def test_evaluate_and_visualize_the_shipped_waymo_config(synthetic_waymo, tmp_path, capsys):
     cfg_file = REPO / 'cfgs' / 'also_pretrain_waymo.yaml'
     overrides = ['DATA_CONFIG.DATA_PATH', str(synthetic_waymo), *WAYMO_SMALL]
     ckpt = checkpoint(cfg_file, overrides, tmp_path / 'ckpt.pth')
     common = ['--cfg_file', str(cfg_file), '--ckpt', str(ckpt), '--set', *overrides]
-    metrics = tool('evaluate').main(['--workers', '0'] + common)
+    metrics = tool('evaluate').main(['--workers', '0', '--brief'] + common)
     assert 0 <= metrics['occ_acc'] <= 1 and metrics['pairs'] > 0
+    line = capsys.readouterr().out.splitlines()[-1]   # --brief: the accuracy next to the "all empty" floor
+    assert line.startswith(f'occupancy accuracy {metrics["occ_acc"]:.3f} on {metrics["sweeps"]} held-out sweeps, '
+                           f'against {metrics["occ_acc_all_empty"]:.3f} for answering "empty" everywhere')
     tool('visualize').main(['--out', str(tmp_path / 'occ.png'), '--resolution', '0.8'] + common)
     assert (tmp_path / 'occ.png').stat().st_size > 30_000

@@ -4,14 +4,15 @@ import os
 import signal
 import subprocess
 import threading
-import time
+from types import SimpleNamespace
 
 import pytest
 
 from also_pcdet.engine.checkpoint import (find_resume_checkpoint, load_checkpoint, rotate_checkpoints,
                                           save_atomic, temp_path)
+from also_pcdet.engine.run_setup import summary_writer
 from conftest import REPO
-from train_cli import (cli_env, run_dir, run_train, same_optimizer_state, same_tensors, train_args,
+from train_cli import (cli_env, run_dir, run_train, same_optimizer_state, same_tensors, scalars, train_args,
                        train_command)
 
 # 4 of the 8 train sweeps at batch 1: 4 steps an epoch; `latest_model.pth` every 3 steps
@@ -30,6 +31,18 @@ def test_save_atomic_keeps_the_old_file_when_writing_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ['latest_model.pth']
 
 
+def test_a_resume_in_the_same_second_keeps_the_first_runs_scalars(tmp_path, monkeypatch):
+    """tensorboardX names an event file by the second and opens it with 'wb'; both runs' writers start in one
+    second here, and each keeps its file, read back in start order."""
+    monkeypatch.setattr('tensorboardX.event_file_writer.time', SimpleNamespace(time=lambda: 1_700_000_000.0))
+    for step in (1, 2):
+        writer = summary_writer(tmp_path)
+        writer.add_scalar('train/loss', float(step), step)
+        writer.close()
+    assert len(list(tmp_path.glob('events.out.tfevents.1700000000.*'))) == 2
+    assert scalars(tmp_path)['train/loss'] == [(1, 1.0), (2, 2.0)]
+
+
 def test_rotation_and_resume_discovery(tmp_path):
     for epoch in range(1, 5):
         save_atomic({'model_state': {}, 'it': 10 * epoch}, tmp_path / f'checkpoint_epoch_{epoch}.pth')
@@ -42,14 +55,27 @@ def test_rotation_and_resume_discovery(tmp_path):
     assert best == tmp_path / 'latest_model.pth' and len(errors) == 1 and 'checkpoint_epoch_5.pth' in errors[0]
 
 
-def wait_for(path, marker, proc, timeout):
-    deadline = time.monotonic() + timeout
-    while marker not in path.read_text():
-        assert proc.poll() is None, f'train.py exited {proc.returncode} early:\n{path.read_text()[-3000:]}'
-        assert time.monotonic() < deadline, f'no {marker!r} after {timeout} s:\n{path.read_text()[-3000:]}'
-        time.sleep(0.1)
+def kill_at(args, marker, timeout):
+    """Run train.py with `args` and SIGKILL it the moment its log shows `marker`: its output is read as it is
+    written (no polling delay), so the kill lands within the steps that follow the marker whatever the load."""
+    with subprocess.Popen(train_command(args), cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        written = []
+        try:
+            for line in proc.stderr:
+                written.append(line)
+                if marker in line:
+                    break
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            timer.cancel()
+    assert marker in ''.join(written), (f'no {marker!r} (train.py exit {proc.returncode}, {timeout} s limit):\n'
+                                        f'{"".join(written)[-3000:]}')
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_last_checkpoint(synthetic_kitti, tmp_path):
     reference = run_dir(tmp_path / 'reference') / 'ckpt'
     run_train(train_args(synthetic_kitti, tmp_path / 'reference', *SMALL_RUN, '--epochs', 2,
@@ -60,15 +86,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(synthetic_kitti, tmp_path):
 
     args = train_args(synthetic_kitti, tmp_path / 'run', *SMALL_RUN, '--epochs', 2, '--max_ckpt_save_num', 1,
                       sets=SMALL_SETS)
-    log = tmp_path / 'killed.log'
-    with open(log, 'w') as stderr:
-        proc = subprocess.Popen(train_command(args), cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL,
-                                stderr=stderr)
-    try:
-        wait_for(log, 'latest_model.pth (epoch 1, iteration 6)', proc, timeout=240)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_at(args, 'latest_model.pth (epoch 1, iteration 6)', timeout=240)
     ckpt = run_dir(tmp_path / 'run') / 'ckpt'
     assert sorted(p.name for p in ckpt.iterdir()) == ['checkpoint_epoch_1.pth', 'latest_model.pth']
     latest = load_checkpoint(ckpt / 'latest_model.pth')

@@ -14,11 +14,12 @@ from also_pcdet.engine.trainer import Trainer
 from also_pcdet.models import build_network
 from also_pcdet.detector_config import load_detector_cfg
 from also_pcdet.engine.pretrained_check import DONE, BackboneParts
-from conftest import REPO, TINY_OVERRIDES, tiny_cfg
+from conftest import REPO, tiny_cfg
+from train_cli import FAST_OVERRIDES
 
 # Near range, fewer queries, a wider band than the paper (0.5 m instead of 0.1 m) and lr 3e-3 so that the
 # in/out distinction becomes learnable within a CPU test budget; the network is the stock SECOND stack.
-LEARNING_OVERRIDES = ['DATA_CONFIG.POINT_CLOUD_RANGE', '[0,-6.4,-3,12.8,6.4,1]',
+LEARNING_OVERRIDES = ['DATA_CONFIG.POINT_CLOUD_RANGE', '[0,-3.2,-3,6.4,3.2,1]',
                       'DATA_CONFIG.QUERIES.NUM_QUERIES', '1024', 'DATA_CONFIG.QUERIES.BAND', '0.5',
                       'DATA_CONFIG.AUGMENTATION.ENABLED', 'False', 'DATA_CONFIG.DATA_SPLIT.test', 'train',
                       'DATA_CONFIG.SAMPLE_INTERVAL.test', '1', 'OPTIMIZATION.LR', '0.003']
@@ -41,10 +42,11 @@ def measure(model, batch):
     return tb['loss_occupancy'], tb['occ_acc'], float(1 - target.mean())
 
 
+@pytest.mark.slow
 def test_short_training_lowers_loss_and_beats_constant_prediction(two_sweeps, tmp_path):
-    """Measured on the dev machine: before, occupancy BCE 0.708 and accuracy 0.335; after 60 iterations,
-    BCE 0.521 and accuracy 0.697, against 0.668 for always answering "empty" (the majority class) and
-    BCE 0.636 for the best constant prediction. Queries are redrawn every iteration; the held-out
+    """Measured on the dev machine (2026-12-06, the 6.4 m box): before, occupancy BCE 0.708 and accuracy 0.344; after
+    60 iterations, BCE 0.437 and accuracy 0.751, against 0.664 for always answering "empty" (the majority class)
+    and BCE 0.638 for the best constant prediction. Queries are redrawn every iteration; the held-out
     queries come from another seed."""
     torch.manual_seed(0)
     cfg = tiny_cfg(two_sweeps, *LEARNING_OVERRIDES)
@@ -70,11 +72,13 @@ def test_short_training_lowers_loss_and_beats_constant_prediction(two_sweeps, tm
     assert (tmp_path / f'checkpoint_epoch_{ITERATIONS}.pth').is_file()
 
 
+@pytest.mark.slow
 def test_exported_backbone_loads_into_second(synthetic_kitti, tmp_path, caplog):
     from tools.train import main
     out = main(['--cfg_file', str(REPO / 'cfgs' / 'also_pretrain.yaml'), '--epochs', '1', '--batch_size', '4',
                 '--workers', '0', '--output_root', str(tmp_path), '--fix_random_seed',
-                '--set', *TINY_OVERRIDES, 'DATA_CONFIG.DATA_PATH', str(synthetic_kitti)])
+                '--set', *FAST_OVERRIDES, 'DATA_CONFIG.DATA_PATH', str(synthetic_kitti)])  # the export's shapes do not
+    # depend on the range: SECOND's 3-D and 2-D convolutions, as the stock detector's
     exported = load_checkpoint(out / 'ckpt' / 'pretrained_backbone.pth')
     state = exported['model_state']
     assert set(exported) == {'model_state', 'epoch', 'it', 'version'}

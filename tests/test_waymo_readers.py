@@ -250,7 +250,7 @@ def test_bad_npy_and_info_raise_sweep_error(processed_frames, tmp_path):
     with pytest.raises(SweepError, match=r'expected a float \(N, 6\) array'):
         read_waymo_npy(path, [10])
     np.save(path, np.zeros((100, 6), np.float32))
-    with pytest.raises(SweepError, match=r'num_points_of_each_lidar \[60, 30\] does not add up to its 100'):
+    with pytest.raises(SweepError, match=r'num_points_of_each_lidar \[60, 30\] adds up to 90 points, the file has 100'):
         read_waymo_npy(path, [60, 30])
     path.write_bytes(path.read_bytes()[:-40])
     with pytest.raises(SweepError, match='cannot load') as err:

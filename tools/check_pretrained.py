@@ -6,9 +6,9 @@ Prints the loader's own lines (each `Not updated weight` and `==> Done (loaded N
 VFE / BACKBONE_3D / MAP_TO_BEV / BACKBONE_2D weight would keep its random initialisation.
 """
 import argparse
-import sys
 
 from also_pcdet.detector_config import load_detector_cfg
+from also_pcdet.engine.cli import add_debug_flag, run_main
 from also_pcdet.engine.pretrained_check import SECTIONS, check_pretrained
 
 SHOWN = 10  # reasons listed before "... and N more"
@@ -16,6 +16,7 @@ SHOWN = 10  # reasons listed before "... and N more"
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_debug_flag(parser)
     parser.add_argument('--ckpt', required=True, help='the file passed to --pretrained_model')
     parser.add_argument('--detector_cfg', required=True, help='an OpenPCDet detector config, e.g. '
                         'OpenPCDet/tools/cfgs/kitti_models/second.yaml')
@@ -42,4 +43,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(main)

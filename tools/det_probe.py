@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tensorboardX import SummaryWriter
 
 from also_pcdet.config import add_config_arguments, config_from_args
+from also_pcdet.engine.cli import run_main
 from also_pcdet.engine.detection_probe import run_detection_probe
+from also_pcdet.engine.run_setup import summary_writer
+from also_pcdet.errors import RunError
 
 ARMS = {'pretrained': 'ALSO pretrained', 'scratch': 'random init'}
 METRICS = ('bev_ap_0.7', '3d_ap_0.7', 'bev_ap_0.5', '3d_ap_0.5', 'dist_ap')
@@ -54,6 +56,14 @@ def parse_args(argv=None):
         if not Path(args.ckpt).is_file():
             p.error(f'--ckpt {args.ckpt}: file not found')
     return args
+
+
+def read_run(path: Path) -> dict:
+    """A finished run's JSON; a damaged one is a RunError naming it (deleting it runs that arm and seed again)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise RunError(f'{path}: cannot read this finished run ({err}); delete it to run it again') from err
 
 
 def write_json(path: Path, data):
@@ -128,7 +138,7 @@ def main(argv=None):
     settings = {key: getattr(args, key) for key in ('label_fraction', 'iterations', 'eval_every', 'batch_size', 'lr',
                                                     'finetune', 'bn_sweeps', 'max_val')}
     if not args.report_only:
-        writer = SummaryWriter(str(out_dir / 'tensorboard'))
+        writer = summary_writer(out_dir / 'tensorboard')
         for seed in args.seeds:
             for arm in args.arms:
                 path = out_dir / 'runs' / f'{arm}_seed{seed}.json'
@@ -148,7 +158,7 @@ def main(argv=None):
                       + f' ({result["seconds"] / 60:.1f} min)', flush=True)
         writer.close()
 
-    runs = [json.loads(p.read_text()) for p in sorted((out_dir / 'runs').glob('*_seed*.json'))]
+    runs = [read_run(p) for p in sorted((out_dir / 'runs').glob('*_seed*.json'))]
     if not runs:
         raise SystemExit(f'no runs in {out_dir / "runs"}')
     summary = summarise(runs)
@@ -164,4 +174,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

@@ -14,12 +14,12 @@ weights put in spconv 2.2+ layout.
 """
 import argparse
 import os
-import sys
 from collections import Counter
 from pathlib import Path
 
 from also_pcdet.detector_config import load_detector_cfg
 from also_pcdet.engine.checkpoint import load_checkpoint
+from also_pcdet.engine.cli import add_debug_flag, run_main
 from also_pcdet.engine.export import export_backbone
 from also_pcdet.engine.official_also import export_official_also, is_official_also
 from also_pcdet.engine.pretrained_check import require_fit
@@ -55,6 +55,7 @@ def export_checked(args):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_debug_flag(parser)
     parser.add_argument('--ckpt', required=True, help='a checkpoint written by tools/train.py, or an official '
                         'ALSO pretrained_backbone_*.ckpt')
     parser.add_argument('--out', required=True, help='where to write the backbone file')
@@ -76,4 +77,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(main)

@@ -21,6 +21,7 @@ from also_pcdet.datasets.synthetic.layout_writers import (write_custom, write_ki
                                                           write_nuscenes, write_nuscenes_infos, write_once,
                                                           write_sequences, write_waymo_processed_sweeps,
                                                           write_waymo_tfrecord_sweeps)
+from also_pcdet.engine.cli import add_debug_flag, run_main
 
 # layout name -> writer(root, num_sweeps, seed, **options); it gets those of val_every, workers and progress
 # that its signature names, and writes with its own sensor (HDL-64, nuScenes' HDL-32E, ONCE's Pandar40,
@@ -70,6 +71,7 @@ def save_bev_png(points, labels, path, half_extent=60.0):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_debug_flag(parser)
     parser.add_argument('--out', required=True, help='dataset root to write')
     parser.add_argument('--num_sweeps', type=int, default=20)
     parser.add_argument('--seed', type=int, default=0)
@@ -89,4 +91,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

@@ -9,6 +9,7 @@ import argparse
 import torch
 
 from also_pcdet.config import add_config_arguments, config_from_args
+from also_pcdet.engine.cli import run_main
 from also_pcdet.engine.probe import run_probe
 
 
@@ -43,4 +44,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

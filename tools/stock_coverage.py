@@ -16,7 +16,6 @@ import importlib.util
 import io
 import json
 import re
-import sys
 import tempfile
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from also_pcdet.detector_config import DerivationError, derive_config, detector_
 from also_pcdet.datasets.synthetic import write_kitti_object
 from also_pcdet.datasets.synthetic.layout_writers import (write_custom, write_lyft, write_nuscenes, write_once,
                                                           write_waymo_processed_sweeps)
+from also_pcdet.engine.cli import add_debug_flag, run_main
 from also_pcdet.engine.pretrained_check import DONE, BackboneParts
 
 ALSO_CFG = REPO_ROOT / 'cfgs' / 'also_pretrain.yaml'
@@ -155,6 +155,7 @@ def table(rows: list) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_debug_flag(parser)
     parser.add_argument('--facts', required=True, help='STOCK_BACKBONES.json (tests/facts/stock_backbones.json)')
     parser.add_argument('--only', nargs='+', default=None, help='these configs of the file only (M still counts all)')
     parser.add_argument('--work', default=None, help='folder for sweeps and runs (default: a temporary one)')
@@ -185,4 +186,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(main)

@@ -11,6 +11,7 @@ import torch
 
 from also_pcdet.config import add_config_arguments, config_from_args
 from also_pcdet.datasets import SweepDataset
+from also_pcdet.engine.cli import run_main
 from also_pcdet.engine.evaluation import load_trained
 from also_pcdet.engine.visualization import render_sample
 from also_pcdet.models import build_network
@@ -53,4 +54,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

@@ -10,22 +10,30 @@ from pathlib import Path
 
 import numpy as np
 
-from .official_splits import KITTI_RAW_SPLITS, NUSCENES_SPLITS, SPLITS_DIR, shipped_list, warn_all
+from ..config import ConfigError
+from .object_val import MAPPING_FILE, RAND_FILE, object_split_drives
+from .official_splits import (KITTI_RAW_SPLITS, LOGGER, NUSCENES_SPLITS, SPLITS_DIR, nuscenes_scenes, shipped_list,
+                              warn_all)
 from .ray_origins import UNKNOWN_ORIGIN, RayOrigins
 from .readers import SweepError, read_float32_records
 from .readers.lyft_custom import LYFT_INTENSITY, read_custom_npy, read_lyft_lidar
 from .readers.nuscenes import lidar_scenes, load_nuscenes_infos, read_nuscenes_lidar, read_nuscenes_past_sweep
 from .readers.once import read_once_lidar
 from .readers.tfrecord_index import load_record_index
-from .readers.waymo import read_waymo_info, read_waymo_npy, read_waymo_tfrecord_frame
+from .readers.waymo import (DEFAULT_TANH_DIMS, WAYMO_COLUMNS, read_waymo_info, read_waymo_npy,
+                            read_waymo_tfrecord_frame)
 
 ALL = 'all'  # DATA_SPLIT value: everything under DATA_PATH
 KITTI_FEATURES = ('x', 'y', 'z', 'intensity')
+TIME_FEATURES = ('timestamp', 'time')  # time lag of a merged sweep: 0 for the single sweeps ALSO reads
 WAYMO_FEATURES = ('x', 'y', 'z', 'intensity', 'elongation')
 NUSCENES_FEATURES = ('x', 'y', 'z', 'intensity', 'timestamp')
+WAYMO_NAME_PREFIXES = ('training', 'validation', 'testing')  # OpenPCDet's segment-name variants
 KITTI_RAW_DRIVE = re.compile(r'\d{4}_\d{2}_\d{2}_drive_\d{4}_sync')
 # a line of KITTI-360's window lists (data_3d_semantics/train/2013_05_28_drive_{train,val}.txt)
 KITTI360_WINDOW = re.compile(r'(?:.*/)?(\d{4}_\d{2}_\d{2}_drive_\d{4}_sync)/static/(\d+)_(\d+)\.ply')
+# a line of official ALSO's KITTI-360 lists (kitti_360_{train,val}_velodynes.txt): one sweep
+KITTI360_FRAME = re.compile(r'(?:.*/)?(\d{4}_\d{2}_\d{2}_drive_\d{4}_sync)/velodyne_points/data/(\d+)\.bin')
 
 
 class SweepSource:
@@ -41,12 +49,33 @@ class SweepSource:
     # `sweep_checks.check_sweep`
     INTENSITY_RANGE = (0.0, 1.0)
     PCDET_DATASET = None  # the OpenPCDet DATA_CONFIG.DATASET whose sweeps this layout reads
+    RANDOM_READ = False  # True: `read(index, rng)` draws (seeded by the dataset's seed, epoch and index)
     MEASURED_INTENSITY = True  # False: the files hold a constant, so ALSO regresses no intensity
 
     def __init__(self, dataset_cfg, root: Path, split):
         self.cfg, self.root, self.split = dataset_cfg, Path(root), split
         self.origin = np.asarray(dataset_cfg.get('SENSOR_ORIGIN', self.DEFAULT_ORIGIN), dtype=np.float64)
         self.items = []
+        self.unread = []  # (where, why): what the split names that gives no sweep (see `unread_summary`)
+
+    def listed_files(self, folders, suffix: str) -> list:
+        """`files_in` (a missing folder is a SweepError); a listed folder without such files is recorded in
+        `unread`, since the run would silently read nothing from it."""
+        paths = []
+        for folder in folders:
+            found = files_in(self.root, [folder], suffix)
+            if not found:
+                self.unread.append((str(self.root / folder), f'listed, but holds no {suffix} file'))
+            paths += found
+        return paths
+
+    def unread_summary(self, shown: int = 3) -> str:
+        """One line counting what the split names that gives no sweep, with the first `shown` ('' if none)."""
+        if not self.unread:
+            return ''
+        more = f'; and {len(self.unread) - shown} more' if len(self.unread) > shown else ''
+        return (f'{len(self.unread)} listed item(s) give no sweep: '
+                + '; '.join(f'{where}: {why}' for where, why in self.unread[:shown]) + more)
 
     def __len__(self):
         return len(self.items)
@@ -139,7 +168,38 @@ class KittiRawSweeps(KittiBinSweeps):
             if bad:
                 raise SweepError(list_file(self.root, split), f'not <date>_drive_<NNNN>_sync names: {bad[:3]}')
             drives = [Path(name[:10], name) for name in names]
-        self.items = files_in(self.root, [drive / 'velodyne_points' / 'data' for drive in drives], '.bin')
+        self.items = self.listed_files([drive / 'velodyne_points' / 'data' for drive in drives], '.bin')
+        if split == 'train':
+            self.items = self.without_object_val(self.items)
+
+    def without_object_val(self, items: list) -> list:
+        """The default `train` sweeps without the drives that hold KITTI 3D object val frames (found with
+        OBJECT_DEVKIT_MAPPING and OBJECT_VAL_SPLIT, see object_val.py), or all of them with
+        ALLOW_OBJECT_VAL_OVERLAP; with neither, a SweepError saying what to set."""
+        mapping, val = self.cfg.get('OBJECT_DEVKIT_MAPPING'), self.cfg.get('OBJECT_VAL_SPLIT')
+        if mapping or val:
+            if not (mapping and val):
+                missing = 'OBJECT_VAL_SPLIT (the object split, ImageSets/val.txt)' if mapping else \
+                    f'OBJECT_DEVKIT_MAPPING (the devkit folder devkit_object/mapping with {RAND_FILE} + {MAPPING_FILE})'
+                raise SweepError(self.root, f'KITTI raw train: DATA_CONFIG.{missing} is not set')
+            held = object_split_drives(list_file(self.root, mapping), list_file(self.root, val))
+            kept = [item for item in items if item.parts[1] not in held]
+            drives = sorted({item.parts[1] for item in items} & set(held))
+            LOGGER.info(f'KITTI raw train: left out {len(drives)} drives ({len(items) - len(kept)} sweeps) holding '
+                        f'{sum(held[d] for d in drives)} of the {sum(held.values())} KITTI object frames of {val}')
+            if not kept:
+                raise SweepError(self.root, f'KITTI raw train: every train drive holds a KITTI object frame of {val}')
+            return kept
+        if self.cfg.get('ALLOW_OBJECT_VAL_OVERLAP', False):
+            LOGGER.warning('KITTI raw train includes the drives of the KITTI 3D object val frames '
+                           '(ALLOW_OBJECT_VAL_OVERLAP): a detector fine-tuned on KITTI object and evaluated on its val '
+                           'split has seen those scenes in pretraining')
+            return items
+        raise SweepError(self.root, 'the default KITTI raw `train` split holds the drives of the KITTI 3D object val '
+                                    'frames. To leave them out, set DATA_CONFIG.OBJECT_DEVKIT_MAPPING to the object '
+                                    f"devkit's devkit_object/mapping folder ({RAND_FILE} + {MAPPING_FILE}) and "
+                                    "DATA_CONFIG.OBJECT_VAL_SPLIT to the object split's ImageSets/val.txt; to accept "
+                                    'the overlap knowingly, set DATA_CONFIG.ALLOW_OBJECT_VAL_OVERLAP: True')
 
 
 class Kitti360Sweeps(KittiBinSweeps):
@@ -149,8 +209,10 @@ class Kitti360Sweeps(KittiBinSweeps):
     DATA_SPLIT[mode] is `all` (every drive under data_3d_raw/) or a list file (relative to DATA_PATH, or
     absolute) whose lines are drive names (`2013_05_28_drive_0000_sync`: the whole drive) or lines of
     KITTI-360's window lists `data_3d_semantics/train/2013_05_28_drive_{train,val}.txt`
-    (`.../<drive>/static/<first>_<last>.ply`: that drive's frames first..last, the split ALSO uses).
-    Frames of overlapping windows are read once."""
+    (`.../<drive>/static/<first>_<last>.ply`: that drive's frames first..last, the split ALSO uses) or of
+    official ALSO's own lists `kitti_360_{train,val}_velodynes.txt` (`data_3d_raw/<drive>/velodyne_points/data/
+    <frame>.bin`: one sweep). A frame named twice (overlapping windows; ALSO's val list repeats 605 of its 14,600
+    frames) is read once. `all` warns: it includes the val windows."""
 
     RAW = Path('data_3d_raw')
 
@@ -160,22 +222,37 @@ class Kitti360Sweeps(KittiBinSweeps):
             drives = {path.name: None for path in sorted((self.root / self.RAW).glob('*_drive_*_sync'))}
             if not drives:
                 raise SweepError(self.root / self.RAW, 'no <date>_drive_<NNNN>_sync folder')
+            warn_all(type(self).__name__, self.root)
         else:
             drives = self.listed_drives(list_file(self.root, split))
         for drive, windows in drives.items():
-            files = files_in(self.root, [self.RAW / drive / 'velodyne_points' / 'data'], '.bin')
+            folder = self.RAW / drive / 'velodyne_points' / 'data'
+            files = self.listed_files([folder], '.bin')
             if windows is not None:
-                files = [f for f in files if f.stem.isdigit() and any(a <= int(f.stem) <= b for a, b in windows)]
+                files = self.in_windows(folder, files, windows)
             self.items += files
+
+    def in_windows(self, folder, files, windows) -> list:
+        """The frames of `files` inside `windows`; the frames the windows name that the drive lacks (past its
+        end, in a gap) are recorded in `unread`."""
+        named = set().union(*(range(first, last + 1) for first, last in windows))
+        kept = [f for f in files if f.stem.isdigit() and int(f.stem) in named]
+        absent = len(named) - len({int(f.stem) for f in kept})
+        if files and absent:
+            frames = sorted(int(f.stem) for f in files if f.stem.isdigit())
+            self.unread.append((str(self.root / folder), f'{absent} of the {len(named)} frames its windows name are '
+                                                         f'not there (the drive has frames {frames[0]}..{frames[-1]})'))
+        return kept
 
     @staticmethod
     def listed_drives(path) -> dict:
         """{drive: None (all frames) or [(first, last), ...]} in the order the list file names them."""
         drives, bad = {}, []
         for line in read_split_file(path):
-            window = KITTI360_WINDOW.fullmatch(line)
-            if window:
-                drive, first, last = window.group(1), int(window.group(2)), int(window.group(3))
+            window, frame = KITTI360_WINDOW.fullmatch(line), KITTI360_FRAME.fullmatch(line)
+            if window or frame:
+                drive, first, last = ((window.group(1), int(window.group(2)), int(window.group(3))) if window
+                                      else (frame.group(1), int(frame.group(2)), int(frame.group(2))))
                 if drives.get(drive, []) is not None:  # a whole-drive line wins over windows
                     drives.setdefault(drive, []).append((first, last))
             elif KITTI_RAW_DRIVE.fullmatch(Path(line).name):
@@ -183,8 +260,8 @@ class Kitti360Sweeps(KittiBinSweeps):
             else:
                 bad.append(line)
         if bad:
-            raise SweepError(path, f'neither <date>_drive_<NNNN>_sync names nor '
-                                   f'<drive>/static/<first>_<last>.ply windows: {bad[:3]}')
+            raise SweepError(path, f'neither <date>_drive_<NNNN>_sync names, <drive>/velodyne_points/data/<frame>.bin '
+                                   f'sweeps nor <drive>/static/<first>_<last>.ply windows: {bad[:3]}')
         return drives
 
 
@@ -203,15 +280,17 @@ class SequenceSweeps(KittiBinSweeps):
         super().__init__(dataset_cfg, root, split)
         if split == ALL:
             sequences = sorted(path.parent.name for path in self.root.glob('sequences/*/velodyne'))
+            warn_all(type(self).__name__, self.root)
         else:
             sequences = [sequence_name(s) for s in split]
-        self.items = files_in(self.root, [Path('sequences', s, 'velodyne') for s in sequences], '.bin')
+        self.items = self.listed_files([Path('sequences', s, 'velodyne') for s in sequences], '.bin')
 
 
 class NuScenesSweeps(SweepSource):
     """nuScenes LIDAR_TOP, in the sensor frame: the key frames `samples/LIDAR_TOP/*.pcd.bin`, plus the
     in-between `sweeps/LIDAR_TOP/*.pcd.bin` when INCLUDE_SWEEPS is set. DATA_SPLIT[mode] is an official split
-    (`train`, `val`, `mini_train`, `mini_val`: the files of its scenes, found with the tables in
+    (`train`, `val`, `mini_train`, `mini_val`, or official ALSO's `also_train` / `also_val`: the 600 / 100 train
+    scenes it pretrains / validates on; see official_splits.py), i.e. the files of its scenes, found with the tables in
     `<DATA_PATH>/<VERSION>/`, see readers/nuscenes.py `lidar_scenes`), `all` (with a warning), or a list file
     (relative to DATA_PATH, or absolute) of such paths relative to DATA_PATH, one per line."""
 
@@ -223,12 +302,12 @@ class NuScenesSweeps(SweepSource):
         super().__init__(dataset_cfg, root, split)
         if split == ALL or split in NUSCENES_SPLITS:
             kinds = ('samples', 'sweeps') if dataset_cfg.get('INCLUDE_SWEEPS', False) else ('samples',)
-            self.items = files_in(self.root, [Path(kind, 'LIDAR_TOP') for kind in kinds], '.pcd.bin')
+            self.items = self.listed_files([Path(kind, 'LIDAR_TOP') for kind in kinds], '.pcd.bin')
             if split == ALL:
                 warn_all(type(self).__name__, self.root)
             else:
                 tables = self.root / dataset_cfg.get('VERSION', 'v1.0-trainval')
-                wanted = set(shipped_list(f'nuscenes_{split}'))
+                wanted = nuscenes_scenes(split)
                 scenes = lidar_scenes(tables, [path.name for path in self.items])
                 self.items = [path for path, scene in zip(self.items, scenes) if scene in wanted]
                 if not self.items:
@@ -254,9 +333,10 @@ class OnceSweeps(SweepSource):
         super().__init__(dataset_cfg, root, split)
         if split == ALL:
             sequences = sorted(path.parent.name for path in self.root.glob('data/*/lidar_roof'))
+            warn_all(type(self).__name__, self.root)
         else:
             sequences = read_split_file(self.root / 'ImageSets' / f'{split}.txt')
-        self.items = files_in(self.root, [Path('data', s, 'lidar_roof') for s in sequences], '.bin')
+        self.items = self.listed_files([Path('data', s, 'lidar_roof') for s in sequences], '.bin')
 
     def read(self, index):
         return read_once_lidar(self.path(index)), self.origin
@@ -267,13 +347,16 @@ class NuScenesMultiSweeps(SweepSource):
     (`MAX_SWEEPS`): each past sweep, its ego-car points dropped, is moved into the key frame's lidar frame by its
     `transform_matrix` and gets its `time_lag` (s) as the timestamp feature; the key frame's points get 0. The
     sweeps come from OpenPCDet's info pkl: DATA_SPLIT[mode] names it (relative to DATA_PATH, or absolute),
-    e.g. `nuscenes_infos_10sweeps_train.pkl`; the first MAX_SWEEPS - 1 of each key frame's `sweeps` are merged
-    (the set OpenPCDet draws, in a fixed order). Only the key frame's points seed queries (RayOrigins index
-    0, past sweeps -1): the scene moved since the past sweeps, and their rays started elsewhere."""
+    e.g. `nuscenes_infos_10sweeps_train.pkl`. With MAX_SWEEPS - 1 below the key frame's `sweeps`, a random subset
+    of MAX_SWEEPS - 1 is merged, drawn without replacement in the drawn order as OpenPCDet's
+    `get_lidar_with_sweeps` does (seeded: `read`'s `rng`); otherwise all of them, in the pkl's order (OpenPCDet
+    draws the same set, shuffled). Only the key frame's points seed queries (RayOrigins index 0, past sweeps -1):
+    the scene moved since the past sweeps, and their rays started elsewhere."""
 
     FEATURES = NUSCENES_FEATURES
     STOCK_INPUT_SCALE = {'intensity': 255.0}
     PCDET_DATASET = 'NuScenesDataset'
+    RANDOM_READ = True  # `read` takes an `rng`: the past sweeps it merges are drawn
 
     def __init__(self, dataset_cfg, root, split):
         super().__init__(dataset_cfg, root, split)
@@ -281,6 +364,19 @@ class NuScenesMultiSweeps(SweepSource):
         if self.max_sweeps < 1:
             raise SweepError(list_file(self.root, split), f'MAX_SWEEPS must be at least 1, got {self.max_sweeps}')
         self.items = load_nuscenes_infos(list_file(self.root, split))
+        if self.max_sweeps > 1:
+            self.require_sweep_folders(list_file(self.root, split))
+
+    def require_sweep_folders(self, infos):
+        """SweepError naming a folder of past sweeps (nuScenes' `sweeps/LIDAR_TOP`) that the info pkl lists
+        but that does not exist: a key-frame-only download, named as such rather than as every key frame's
+        unreadable sweep."""
+        folders = {Path(sweep['lidar_path']).parent for info in self.items for sweep in info['sweeps']}
+        for folder in sorted(folders):
+            if not (self.root / folder).is_dir():
+                raise SweepError(self.root / folder, f'folder of the past sweeps that {infos} merges into its key '
+                                                     f'frames (MAX_SWEEPS {self.max_sweeps}) not found: download '
+                                                     f"nuScenes' sweeps, or set MAX_SWEEPS 1 to read key frames only")
 
     def frame_id(self, index: int) -> str:
         return self.items[index]['lidar_path']
@@ -288,26 +384,58 @@ class NuScenesMultiSweeps(SweepSource):
     def path(self, index: int) -> Path:
         return self.root / self.items[index]['lidar_path']
 
-    def read(self, index):
-        info = self.items[index]
+    def past_sweeps(self, index: int, rng: np.random.Generator = None) -> list:
+        """The past sweeps of key frame `index` that `read` merges (see the class docstring); `rng` None: seeded
+        by `index`."""
+        sweeps = self.items[index]['sweeps']
+        if self.max_sweeps - 1 >= len(sweeps):
+            return sweeps
+        rng = np.random.default_rng(index) if rng is None else rng
+        return [sweeps[k] for k in rng.choice(len(sweeps), self.max_sweeps - 1, replace=False)]
+
+    def read(self, index, rng: np.random.Generator = None):
         parts = [read_nuscenes_lidar(self.path(index))]
-        for sweep in info['sweeps'][:self.max_sweeps - 1]:
-            parts.append(read_nuscenes_past_sweep(self.root / sweep['lidar_path'], sweep['transform_matrix'],
-                                                  sweep['time_lag']))
+        for sweep in self.past_sweeps(index, rng):
+            try:
+                parts.append(read_nuscenes_past_sweep(self.root / sweep['lidar_path'], sweep['transform_matrix'],
+                                                      sweep['time_lag']))
+            except SweepError as err:  # the key frame is fine: name the past sweep and what is wrong with it
+                raise SweepError(self.path(index), f'its past sweep {err.path}: {err.reason}') from err
         index_per_point = np.full(sum(len(p) for p in parts), UNKNOWN_ORIGIN, dtype=np.int64)
         index_per_point[:len(parts[0])] = 0
         return np.concatenate(parts), RayOrigins(self.origin.reshape(1, 3), index_per_point, ('LIDAR_TOP key frame',))
 
 
-def waymo_segments(root: Path, split: str) -> list:
-    """Segment names listed in `ImageSets/<split>.txt` (OpenPCDet lists them as `<segment>.tfrecord`)."""
-    return [Path(line).stem for line in read_split_file(root / 'ImageSets' / f'{split}.txt')]
+def waymo_segments(root: Path, split: str, folder, suffix: str = '') -> list:
+    """Segment names listed in `ImageSets/<split>.txt` (OpenPCDet lists them as `<segment>.tfrecord`), each
+    resolved as OpenPCDet's `check_sequence_name_with_all_version` does when `<folder>/<name><suffix>` is absent:
+    `segment-...` as `{training,validation,testing}_segment-...`, else without `_with_camera_labels` (the listed
+    name when no variant exists)."""
+    names = []
+    for line in read_split_file(root / 'ImageSets' / f'{split}.txt'):
+        name = Path(line).stem
+        variants = ([name] + [name.replace('segment', f'{prefix}_segment') for prefix in WAYMO_NAME_PREFIXES]
+                    + [name.replace('_with_camera_labels', '')])
+        names.append(next((v for v in variants if (root / folder / f'{v}{suffix}').exists()), name))
+    return names
+
+
+def waymo_tanh_dims(dataset_cfg) -> tuple:
+    """DATA_CONFIG.POINTS_TANH_DIM (None or absent: the intensity, as OpenPCDet), checked against the 5 columns."""
+    dims = dataset_cfg.get('POINTS_TANH_DIM')
+    if dims is None:
+        return DEFAULT_TANH_DIMS
+    if not all(isinstance(d, int) and 0 <= d < WAYMO_COLUMNS for d in dims):
+        raise ConfigError(f'DATA_CONFIG.POINTS_TANH_DIM {list(dims)}: columns of x, y, z, intensity, elongation '
+                          f'(0-{WAYMO_COLUMNS - 1}) expected')
+    return tuple(dims)
 
 
 class WaymoProcessedSweeps(SweepSource):
     """OpenPCDet's processed Waymo frames (vehicle frame): `<PROCESSED_DATA_TAG>/<segment>/<NNNN>.npy` for the
-    segments in `ImageSets/<split>.txt`, all five lidars and both returns, intensity tanh-squashed, NLZ points
-    kept unless DISABLE_NLZ_FLAG_ON_POINTS is False (as OpenPCDet's loader).
+    segments in `ImageSets/<split>.txt` (names resolved as OpenPCDet does, see `waymo_segments`), all five lidars
+    and both returns, the POINTS_TANH_DIM columns tanh-squashed (default the intensity), NLZ points kept only
+    with DISABLE_NLZ_FLAG_ON_POINTS: True (absent: dropped, as OpenPCDet's loader).
 
     Which lidar cast each point comes from the segment's info list `<segment>/<segment>.pkl`
     (`num_points_of_each_lidar`, written next to the frames by OpenPCDet's create_waymo_infos); its rays start
@@ -322,10 +450,11 @@ class WaymoProcessedSweeps(SweepSource):
     def __init__(self, dataset_cfg, root, split):
         super().__init__(dataset_cfg, root, split)
         tag = dataset_cfg.get('PROCESSED_DATA_TAG', 'waymo_processed_data_v0_5_0')
-        self.keep_nlz = dataset_cfg.get('DISABLE_NLZ_FLAG_ON_POINTS', True)
+        self.keep_nlz = dataset_cfg.get('DISABLE_NLZ_FLAG_ON_POINTS', False)
+        self.tanh_dims = waymo_tanh_dims(dataset_cfg)
         self.lidar_origins = dataset_cfg.get('LIDAR_ORIGINS')
-        segments = waymo_segments(self.root, split)
-        self.items = files_in(self.root, [Path(tag, segment) for segment in segments], '.npy')
+        segments = waymo_segments(self.root, split, tag)
+        self.items = self.listed_files([Path(tag, segment) for segment in segments], '.npy')
         self.info_paths, self.missing_info, self.lidar_counts = {}, {}, {}
         for segment in segments:
             info = self.root / tag / segment / f'{segment}.pkl'
@@ -356,7 +485,7 @@ class WaymoProcessedSweeps(SweepSource):
         if counts is None:
             raise SweepError(path, f'frame {int(path.stem)} is not in {segment}.pkl: the lidar of each point '
                                    f'is unknown')
-        return read_waymo_npy(path, counts, self.lidar_origins, self.keep_nlz)
+        return read_waymo_npy(path, counts, self.lidar_origins, self.keep_nlz, self.tanh_dims)
 
 
 class WaymoTfrecordSweeps(SweepSource):
@@ -373,7 +502,8 @@ class WaymoTfrecordSweeps(SweepSource):
     def __init__(self, dataset_cfg, root, split):
         super().__init__(dataset_cfg, root, split)
         tag = dataset_cfg.get('RAW_DATA_TAG', 'raw_data')
-        files = [Path(tag, f'{segment}.tfrecord') for segment in waymo_segments(self.root, split)]
+        files = [Path(tag, f'{segment}.tfrecord') for segment in waymo_segments(self.root, split, tag, '.tfrecord')]
+        self.tanh_dims = waymo_tanh_dims(dataset_cfg)
         cache = dataset_cfg.get('INDEX_CACHE') or self.root / f'{tag}_index.json'
         self.unindexed = {}
         for name, entry in zip(files, load_record_index([self.root / name for name in files], cache)):
@@ -398,7 +528,8 @@ class WaymoTfrecordSweeps(SweepSource):
         if offset is None:
             intact, damage = self.unindexed[name]
             raise SweepError(self.path(index), f'damaged after {intact} intact records, the rest is lost: {damage}')
-        return read_waymo_tfrecord_frame(self.path(index), offset, self.cfg.get('DISABLE_NLZ_FLAG_ON_POINTS', True))
+        return read_waymo_tfrecord_frame(self.path(index), offset, self.cfg.get('DISABLE_NLZ_FLAG_ON_POINTS', False),
+                                         self.tanh_dims)
 
 
 class LyftSweeps(SweepSource):
@@ -415,7 +546,8 @@ class LyftSweeps(SweepSource):
     def __init__(self, dataset_cfg, root, split):
         super().__init__(dataset_cfg, root, split)
         if split == ALL:
-            self.items = files_in(self.root, [Path(dataset_cfg.get('VERSION', 'trainval'), 'lidar')], '.bin')
+            self.items = self.listed_files([Path(dataset_cfg.get('VERSION', 'trainval'), 'lidar')], '.bin')
+            warn_all(type(self).__name__, self.root)
         else:
             self.items = [Path(line) for line in read_split_file(list_file(self.root, split))]
 

@@ -1,4 +1,4 @@
-"""Sweeps to training samples: read, crop, decimate, draw queries, augment, voxelize, collate."""
+"""Sweeps to training samples: read, augment, decimate, draw in-range queries, crop, voxelize, collate."""
 from collections import defaultdict
 from pathlib import Path
 
@@ -7,8 +7,10 @@ import torch
 import torch.utils.data
 from easydict import EasyDict
 
+from ..errors import RunError
 from .augmentation import RigidAugmentation
-from .queries import decimate, sample_queries
+from .beam_drop import beam_drop_mask, checked_section
+from .queries import QueryShortage, decimate, rays_reaching_range, sample_queries_in_range
 from .ray_origins import RayOrigins, origin_arrays
 from .readers import SweepError
 from .sources import build_source
@@ -47,6 +49,7 @@ class SweepDataset(torch.utils.data.Dataset):
         self.stock_input_scale = [float(self.source.STOCK_INPUT_SCALE.get(f, 1.0))
                                   for f in encoding.used_feature_list]
         self.sample_ids = list(range(0, len(self.source), dataset_cfg.get('SAMPLE_INTERVAL', {}).get(self.mode, 1)))
+        self.beam_drop = checked_section(dataset_cfg)  # None: off
         vox = dataset_cfg.VOXELIZATION
         self.voxelizer = Voxelizer(self.voxel_size, self.point_cloud_range, len(self.used_columns),
                                    vox.MAX_POINTS_PER_VOXEL, vox.MAX_NUMBER_OF_VOXELS[self.mode])
@@ -72,17 +75,20 @@ class SweepDataset(torch.utils.data.Dataset):
             source_index = self.sample_ids[current]
             frame_id = self.source.frame_id(source_index)
             try:
-                points, origin = self.source.read(source_index)
+                points, origin = (self.source.read(source_index, self.rng(current, stream=1))
+                                  if self.source.RANDOM_READ else self.source.read(source_index))
                 sample = self.prepare(points, origin, frame_id, current)
             except SweepError as err:
                 skipped.append((self.source.location(source_index), err.reason))
                 continue
             sample['skipped'] = skipped
             return sample
-        raise RuntimeError(f'no usable sweep under {self.root_path}: {len(skipped)} tried, e.g. {skipped[:3]}')
+        raise RunError(f'no usable sweep under {self.root_path}: {len(skipped)} tried, e.g. {skipped[:3]}')
 
-    def rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.epoch if self.training else 0, index])
+    def rng(self, index: int, stream: int = 0) -> np.random.Generator:
+        """The generator of sample `index` this epoch; `stream` 1: the source's own draws when reading."""
+        key = [self.seed, self.epoch if self.training else 0, index]
+        return np.random.default_rng(key + [stream] if stream else key)
 
     def crop_mask(self, xyz: np.ndarray) -> np.ndarray:
         return inside_range(xyz, self.point_cloud_range)
@@ -97,6 +103,9 @@ class SweepDataset(torch.utils.data.Dataset):
             points = np.stack([points[:, c] if c is not None else np.zeros(len(points), np.float32)
                                for c in self.src_columns], axis=1)
         table, origin_index = origin_arrays(origin, len(points), frame_id)
+        if self.beam_drop is not None:  # before the queries: they come from the kept rays only
+            kept = beam_drop_mask(points, table, origin_index, self.beam_drop)
+            points, origin_index = points[kept], None if origin_index is None else origin_index[kept]
         augment = self.training and self.dataset_cfg.AUGMENTATION.ENABLED
         sample = self.make_sample(points, table, origin_index, frame_id, index, augment)
         if sample is None or len(sample['voxels']) < MIN_VOXELS:  # augmentation moved the sweep out of the box
@@ -108,33 +117,45 @@ class SweepDataset(torch.utils.data.Dataset):
         return sample
 
     def make_sample(self, points, table, origin_index, frame_id, index, augment: bool):
-        """The sample of a checked sweep; None when the augmentation left fewer than MIN_VOXELS points in range."""
+        """The sample of a checked sweep; None when the augmentation left fewer than MIN_VOXELS points in range.
+
+        Order: augment the whole sweep (points and ray origins alike); decimate the hits inside the range
+        together with those outside it whose ray can hold an in-range query (`rays_reaching_range`; a decimation
+        cube never mixes the two); draw queries from every decimated hit with a known ray origin and keep those
+        inside the range (`sample_queries_in_range`); the network input is the decimated in-range hits, capped at
+        MAX_INPUT_POINTS."""
         cfg, rng = self.dataset_cfg, self.rng(index)
         if augment:
             augmentation = RigidAugmentation.draw(cfg.AUGMENTATION, rng)
             points, table = augmentation.apply(points), augmentation.apply(table)
-        inside = self.crop_mask(points[:, :3])
-        points = points[inside]
-        if augment and len(points) < MIN_VOXELS:
+        q_cfg, xyz = cfg.QUERIES, points[:, :3]
+        inside = self.crop_mask(xyz)
+        if augment and np.count_nonzero(inside) < MIN_VOXELS:
             return None
-        q_cfg = cfg.QUERIES
-        keep = decimate(points[:, :3], q_cfg.DECIMATION_CELL, rng)
-        points = points[keep]
-        if origin_index is not None:
-            origin_index = origin_index[inside][keep]
-            if not (origin_index >= 0).any():
-                raise SweepError(frame_id, 'no point with a known ray origin inside POINT_CLOUD_RANGE')
+        outside = ~inside if origin_index is None else ~inside & (origin_index >= 0)
+        origins = table[0] if origin_index is None else table[np.maximum(origin_index, 0)]
+        candidate = inside | rays_reaching_range(xyz, origins, q_cfg.BAND, self.point_cloud_range, among=outside)
+        candidates = np.flatnonzero(candidate)
+        keep = candidates[decimate(xyz[candidates], q_cfg.DECIMATION_CELL, rng, group=inside[candidates])]
+        seeds = keep if origin_index is None else keep[origin_index[keep] >= 0]
+        if len(seeds) == 0:
+            raise SweepError(frame_id, 'no point with a known ray origin has its ray through POINT_CLOUD_RANGE')
         intensity = (points[:, self.intensity_column] if self.intensity_column is not None
                      else np.zeros(len(points), dtype=np.float32))
-        queries = sample_queries(points[:, :3], intensity, table, q_cfg.NUM_QUERIES, q_cfg.BAND, rng,
-                                 origin_index)
+        try:
+            queries = sample_queries_in_range(xyz, intensity, table, q_cfg.NUM_QUERIES, q_cfg.BAND, rng,
+                                              self.point_cloud_range, origin_index, seeds)
+        except QueryShortage as err:
+            raise SweepError(frame_id, str(err)) from err
         if self.intensity_column is None:
             queries['intensity_mask'][:] = 0
+        query_hits = xyz[queries['source']].astype(np.float32)
+        points = points[keep[inside[keep]]]
         cap = q_cfg.MAX_INPUT_POINTS
         if cap and len(points) > cap:
             points = points[np.sort(rng.choice(len(points), cap, replace=False))]
         points = np.ascontiguousarray(points[:, self.used_columns], dtype=np.float32)
-        sample = {'frame_id': frame_id, 'points': points, 'queries': queries['xyz'],
+        sample = {'frame_id': frame_id, 'points': points, 'queries': queries['xyz'], 'query_hits': query_hits,
                   'sensor_origin': table[0].astype(np.float32), 'ray_origins': table.astype(np.float32),
                   'query_origin_index': queries['origin_index']}
         sample.update({f'query_{name}': queries[name] for name in QUERY_FIELDS})
@@ -147,6 +168,9 @@ class SweepDataset(torch.utils.data.Dataset):
         `with_points=False` leaves out `points` (a model whose VFE reads voxels never looks at them)."""
         batch = {'batch_size': len(samples), 'frame_id': np.array([s['frame_id'] for s in samples]),
                  'skipped': [entry for s in samples for entry in s['skipped']]}
+        if 'source_name' in samples[0]:  # multi-source runs (multi_source.py): the source of each sample and skip
+            batch['source_name'] = [s['source_name'] for s in samples]
+            batch['skipped_source'] = [s['source_name'] for s in samples for _ in s['skipped']]
         stacked = defaultdict(list)
         for b, sample in enumerate(samples):
             for key in ('points', 'voxel_coords', 'queries') if with_points else ('voxel_coords', 'queries'):

@@ -7,6 +7,8 @@ import subprocess
 import torch
 import torch.distributed as dist
 
+from ..errors import RunError
+
 SYNC_BN_DEVICES = ('cuda', 'hpu', 'xpu')
 
 
@@ -43,8 +45,8 @@ def slurm_environment(env, tcp_port: int) -> dict:
     if nodelist is None and not env.get('MASTER_ADDR'):
         missing.append('SLURM_JOB_NODELIST')
     if missing:
-        raise RuntimeError(f'--launcher slurm needs {missing} in the environment: start it with srun '
-                           f'(tools/slurm_train.sh)')
+        raise RunError(f'--launcher slurm needs {missing} in the environment: start it with srun '
+                       f'(tools/slurm_train.sh)')
     return {'RANK': env['SLURM_PROCID'], 'WORLD_SIZE': env['SLURM_NTASKS'], 'LOCAL_RANK': env['SLURM_LOCALID'],
             'MASTER_ADDR': env.get('MASTER_ADDR') or master_host(nodelist),
             'MASTER_PORT': env.get('MASTER_PORT') or str(tcp_port)}
@@ -61,8 +63,8 @@ def init_distributed(launcher: str, tcp_port: int = 18888):
         raise ValueError(f'--launcher {launcher!r}: expected none, pytorch or slurm')
     missing = [k for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT') if k not in os.environ]
     if missing:
-        raise RuntimeError(f'--launcher {launcher} needs {missing} in the environment: start with '
-                           f'tools/dist_train.sh (torchrun)')
+        raise RunError(f'--launcher {launcher} needs {missing} in the environment: start with '
+                       f'tools/dist_train.sh (torchrun)')
     local_rank = int(os.environ['LOCAL_RANK'])
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank % torch.cuda.device_count())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tensorboardX import SummaryWriter
 
 
 def output_dir_for(cfg_file, extra_tag: str, root='output') -> Path:
@@ -34,6 +35,14 @@ def create_logger(log_file=None, rank: int = 0) -> logging.Logger:
         handler.setFormatter(fmt)
         logger.addHandler(handler)
     return logger
+
+
+def summary_writer(log_dir) -> SummaryWriter:
+    """A tensorboardX SummaryWriter with an event file of its own. tensorboardX names the file
+    events.out.tfevents.<unix seconds>.<host> and opens it with 'wb', so a run resumed within the same second
+    would truncate the first run's scalars. The suffix (nanoseconds, pid) keeps each file, and the names still
+    sort in start order, the order TensorBoard reads them in."""
+    return SummaryWriter(str(log_dir), filename_suffix=f'.{time.time_ns()}.{os.getpid()}')
 
 
 def timestamp() -> str:

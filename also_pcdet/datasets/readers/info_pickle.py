@@ -2,7 +2,7 @@
 with only plain values and numpy arrays allowed: a pkl is code, and anything else in one is refused."""
 import pickle
 
-from .errors import SweepError
+from .errors import SweepError, refuse_special
 
 
 class InfoUnpickler(pickle.Unpickler):
@@ -18,7 +18,9 @@ class InfoUnpickler(pickle.Unpickler):
 
 
 def load_info_pickle(path, what: str = 'the info list'):
-    """The object in an info pkl; SweepError naming `path` if it is missing, unreadable or holds other objects."""
+    """The object in an info pkl; SweepError naming `path` if it is missing, unreadable (damaged, cut short, a
+    special file) or holds other objects."""
+    refuse_special(path)
     try:
         with open(path, 'rb') as f:
             return InfoUnpickler(f).load()

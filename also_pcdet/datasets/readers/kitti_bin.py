@@ -1,12 +1,13 @@
 """KITTI-style float32 point records (`.bin`): KITTI velodyne, SemanticKITTI, nuScenes `.pcd.bin`."""
 import numpy as np
 
-from .errors import SweepError
+from .errors import SweepError, refuse_special
 
 
 def read_float32_records(path, num_fields: int) -> np.ndarray:
     """Read a flat float32 file as (N, num_fields); an empty file or one that is not whole records raises
     SweepError stating its real size."""
+    refuse_special(path)
     try:
         raw = np.fromfile(path, dtype=np.uint8)
     except OSError as err:

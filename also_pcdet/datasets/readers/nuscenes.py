@@ -5,7 +5,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from .errors import SweepError
+from .errors import SweepError, refuse_special
 from .info_pickle import load_info_pickle
 from .kitti_bin import read_float32_records
 
@@ -113,6 +113,7 @@ def read_table(tables, name: str) -> list:
     """`<tables>/<name>.json`, a nuScenes table (a JSON list of records); SweepError naming the file if it is
     missing or not such a list."""
     path = tables / f'{name}.json'
+    refuse_special(path)
     try:
         rows = json.loads(path.read_text())
     except FileNotFoundError as err:

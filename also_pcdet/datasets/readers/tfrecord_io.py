@@ -8,7 +8,7 @@ import struct
 
 import google_crc32c
 
-from .errors import SweepError
+from .errors import SweepError, refuse_special
 
 _MASK_DELTA = 0xA282EAD8
 _HEADER = 12
@@ -44,6 +44,7 @@ def _read_header(f, path, offset, file_size):
 
 
 def _open(path):
+    refuse_special(path)
     try:
         return open(path, 'rb')
     except OSError as err:

@@ -2,11 +2,12 @@
 
 Both readers return the same points for the same frame, in OpenPCDet's order: float32 (N, 5) x, y, z,
 intensity, elongation in the vehicle frame, lidar by lidar (TOP, FRONT, SIDE_LEFT, SIDE_RIGHT, REAR:
-LaserName order), each lidar's first returns then its second returns. Intensity is tanh-squashed (as
-OpenPCDet's loader does). Points inside a no-label zone (NLZ flag 1; -1 = outside) are kept unless
-`keep_nlz` is False: OpenPCDet's stock Waymo config keeps them (`DISABLE_NLZ_FLAG_ON_POINTS: True`), so the
-fine-tuned detector sees them. With the points comes a RayOrigins: one table row per lidar (its extrinsic
-translation) and each point's row, so every ray starts at the lidar that cast it.
+LaserName order), each lidar's first returns then its second returns. The columns `tanh_dims` are
+tanh-squashed as OpenPCDet's loader does (its POINTS_TANH_DIM; default the intensity, column 3; DSVT: [3, 4]).
+Points inside a no-label zone (NLZ flag 1; -1 = outside) are kept unless `keep_nlz` is False (OpenPCDet's
+DISABLE_NLZ_FLAG_ON_POINTS: its code drops them by default, its stock waymo_dataset.yaml keeps them). With the
+points comes a RayOrigins: one table row per lidar (its extrinsic translation) and each point's row, so every
+ray starts at the lidar that cast it.
 """
 import zlib
 
@@ -16,7 +17,7 @@ from google.protobuf.message import DecodeError
 from ...config_schema import WAYMO_LIDAR_NAMES
 from ..ray_origins import RayOrigins
 from . import waymo_proto
-from .errors import SweepError
+from .errors import SweepError, refuse_special
 from .info_pickle import load_info_pickle
 from .tfrecord_io import read_record
 
@@ -25,6 +26,15 @@ from .tfrecord_io import read_record
 WAYMO_LIDAR_ORIGINS = {'TOP': (1.43, 0.0, 2.184), 'FRONT': (4.07, 0.0, 0.691), 'SIDE_LEFT': (3.245, 1.025, 0.981),
                        'SIDE_RIGHT': (3.245, -1.025, 0.981), 'REAR': (-1.154, 0.0, 0.466)}
 WAYMO_TOP_LIDAR_ORIGIN = WAYMO_LIDAR_ORIGINS['TOP']
+WAYMO_COLUMNS = 5  # x, y, z, intensity, elongation
+DEFAULT_TANH_DIMS = (3,)  # OpenPCDet without POINTS_TANH_DIM: the intensity
+
+
+def squash(points: np.ndarray, tanh_dims) -> np.ndarray:
+    """tanh of the columns `tanh_dims` (None: DEFAULT_TANH_DIMS), in place, as OpenPCDet's get_lidar."""
+    for dim in DEFAULT_TANH_DIMS if tanh_dims is None else tanh_dims:
+        points[:, dim] = np.tanh(points[:, dim])
+    return points
 
 
 def lidar_origin_table(origins=None) -> np.ndarray:
@@ -33,10 +43,11 @@ def lidar_origin_table(origins=None) -> np.ndarray:
     return np.array([origins[name] for name in WAYMO_LIDAR_NAMES], dtype=np.float64)
 
 
-def read_waymo_npy(path, lidar_counts, origins=None, keep_nlz=True):
+def read_waymo_npy(path, lidar_counts, origins=None, keep_nlz=True, tanh_dims=None):
     """An OpenPCDet processed frame (N, 6): x, y, z, intensity, elongation, NLZ flag; `lidar_counts` is its
     info's `num_points_of_each_lidar` (both returns of each lidar, LaserName order), `origins` the lidar
     positions (default WAYMO_LIDAR_ORIGINS)."""
+    refuse_special(path)
     try:
         raw = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
@@ -45,16 +56,29 @@ def read_waymo_npy(path, lidar_counts, origins=None, keep_nlz=True):
         raise SweepError(path, f'expected a float (N, 6) array, got {getattr(raw, "dtype", type(raw))} '
                                f'{getattr(raw, "shape", "")}')
     counts = np.asarray(lidar_counts, dtype=np.int64)
-    if counts.ndim != 1 or len(counts) > len(WAYMO_LIDAR_NAMES) or (counts < 0).any() or counts.sum() != len(raw):
-        raise SweepError(path, f'num_points_of_each_lidar {counts.tolist()} does not add up to its {len(raw)} '
-                               f'points (one count per lidar, TOP first)')
+    problem = lidar_count_problem(counts)
+    if problem:
+        raise SweepError(path, f'its info\'s {problem}')
+    if counts.sum() != len(raw):
+        raise SweepError(path, f'its info\'s num_points_of_each_lidar {counts.tolist()} adds up to {counts.sum()} '
+                               f'points, the file has {len(raw)}')
     index = np.repeat(np.arange(len(counts), dtype=np.int8), counts)
     points = raw[:, :5].astype(np.float32)
     if not keep_nlz:
         outside = raw[:, 5] == -1
         points, index = points[outside], index[outside]
-    points[:, 3] = np.tanh(points[:, 3])
-    return points, RayOrigins(lidar_origin_table(origins), index, WAYMO_LIDAR_NAMES)
+    return squash(points, tanh_dims), RayOrigins(lidar_origin_table(origins), index, WAYMO_LIDAR_NAMES)
+
+
+def lidar_count_problem(counts) -> str:
+    """What is wrong with a frame's num_points_of_each_lidar (one count >= 0 per lidar, TOP first; '' if fine)."""
+    counts = np.asarray(counts)
+    if counts.ndim != 1 or len(counts) > len(WAYMO_LIDAR_NAMES):
+        return (f'num_points_of_each_lidar {counts.tolist()} has {counts.size} counts; Waymo has '
+                f'{len(WAYMO_LIDAR_NAMES)} lidars ({", ".join(WAYMO_LIDAR_NAMES)}), one count each')
+    if (counts < 0).any():
+        return f'num_points_of_each_lidar {counts.tolist()} has a negative count'
+    return ''
 
 
 def read_waymo_info(path) -> dict:
@@ -71,10 +95,13 @@ def read_waymo_info(path) -> dict:
         except (KeyError, TypeError, ValueError) as err:
             raise SweepError(path, f'a frame info lacks point_cloud.sample_idx or num_points_of_each_lidar '
                                    f'({err!r})') from err
+        problem = lidar_count_problem(counts[int(sample)])
+        if problem:
+            raise SweepError(path, f'frame {int(sample)}: {problem}')
     return counts
 
 
-def read_waymo_tfrecord_frame(path, offset, keep_nlz=True):
+def read_waymo_tfrecord_frame(path, offset, keep_nlz=True, tanh_dims=None):
     """Every lidar's two returns of the `Frame` record at byte `offset` of a tfrecord, each ray from its own
     lidar's extrinsic (TOP points also through their per-pixel pose when the frame has one), as
     OpenPCDet's converter builds its `.npy` frames."""
@@ -111,11 +138,12 @@ def read_waymo_tfrecord_frame(path, offset, keep_nlz=True):
             part = _range_image_points(path, where, frame, image, extrinsic, inclination, pose, keep_nlz)
             points.append(part)
             index.append(np.full(len(part), name - 1, dtype=np.int8))
-    return np.concatenate(points), RayOrigins(table, np.concatenate(index), WAYMO_LIDAR_NAMES)
+    return squash(np.concatenate(points), tanh_dims), RayOrigins(table, np.concatenate(index), WAYMO_LIDAR_NAMES)
 
 
 def _range_image_points(path, where, frame, image, extrinsic, inclination, pixel_pose, keep_nlz):
-    """float32 (M, 5) points of one range image (row-major), in the vehicle frame at the frame pose."""
+    """float32 (M, 5) points of one range image (row-major), in the vehicle frame at the frame pose; intensity
+    and elongation as stored (`squash` follows)."""
     height, width = image.shape[:2]
     if len(inclination) != height:
         raise SweepError(path, f'{where}: {len(inclination)} beam inclinations for a range image of {height} rows')
@@ -141,7 +169,7 @@ def _range_image_points(path, where, frame, image, extrinsic, inclination, pixel
             raise SweepError(path, f'{where}: frame pose is not invertible') from err
         xyz = _affine(world_to_vehicle[:3, :3], world_to_vehicle[:3, 3], xyz)
     features = image[rows, cols, 1:3]
-    return np.column_stack([*xyz, np.tanh(features[:, 0]), features[:, 1]]).astype(np.float32)
+    return np.column_stack([*xyz, features[:, 0], features[:, 1]]).astype(np.float32)
 
 
 def _matrix(path, where, blob, channels, what):
