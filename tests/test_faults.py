@@ -78,7 +78,7 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path('/proc/self/stat').exists(), reason='reads /proc')
-@pytest.mark.parametrize('signum', [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize('signum', [signal.SIGKILL, signal.SIGTERM], ids=['SIGKILL', 'SIGTERM'])
 def test_orphan_loader_workers_die_with_a_killed_training_run(synthetic_kitti, tmp_path, signum):
     args = train_args(synthetic_kitti, tmp_path, '--workers', 2, '--epochs', 1000, '--batch_size', 1)
     proc = subprocess.Popen(train_command(args), cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL,
@@ -89,10 +89,12 @@ def test_orphan_loader_workers_die_with_a_killed_training_run(synthetic_kitti, t
             assert proc.poll() is None, f'train.py exited {proc.returncode}: {proc.stderr.read()[-3000:]}'
             assert time.time() < deadline, 'no loader workers after 180 s'
             time.sleep(0.5)
-        time.sleep(2)  # the workers fill the pipe to the main process
+        time.sleep(1)  # the workers fill the pipe to the main process
         proc.send_signal(signum)
         proc.wait(timeout=60)
-        time.sleep(5)
+        gone = time.time() + 5
+        while any(alive(pid) for pid in workers) and time.time() < gone:  # all gone within 5 s
+            time.sleep(0.1)
         assert [pid for pid in workers if alive(pid)] == []
         if signum == signal.SIGTERM:  # stopped like Ctrl-C: one line, no traceback
             err = proc.stderr.read()
