@@ -166,6 +166,35 @@ def test_multi_source_sampler_draws_by_weight_splits_ranks_and_resumes():
     assert list(ranks[1]) == shares[1][3:]
 
 
+def draw_on_rank(rank, data_cfg, init_file, out):
+    """One of two gloo processes: the sweeps its multi-source loader draws in epoch 0, gathered on rank 0."""
+    torch.distributed.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
+    dataset, loader = build_dataloader(data_cfg, 2, 0, training=True, seed=5, rank=torch.distributed.get_rank(),
+                                       world_size=torch.distributed.get_world_size())
+    drawn = [dataset.location(index) for index in loader.sampler]
+    names = [name for batch in loader for name in batch['source_name']]
+    gathered = [None, None]
+    torch.distributed.all_gather_object(gathered, (drawn, names))
+    if rank == 0:
+        out.write_text(yaml.safe_dump(gathered))
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_multi_source_two_gloo_ranks_split_the_sources_without_overlap(roots, tmp_path):
+    """Weights equal to the sources' sizes: one epoch draws every sweep once, half on each of two gloo ranks."""
+    cfg = multi_cfg(roots)
+    for entry, size in zip(cfg.DATA_CONFIG.SOURCES, (8, 2, 12)):
+        entry['WEIGHT'] = size
+    out = tmp_path / 'drawn.yaml'
+    torch.multiprocessing.spawn(draw_on_rank, args=(cfg.DATA_CONFIG, tmp_path / 'rendezvous', out), nprocs=2)
+    (first, first_names), (second, second_names) = yaml.safe_load(out.read_text())
+    assert len(first) == len(second) == 11 and not set(first) & set(second)
+    assert len(set(first) | set(second)) == 22
+    for drawn, names in ((first, first_names), (second, second_names)):
+        assert len(names) == 11 and sorted(names) == sorted(
+            'waymo' if 'waymo' in path else 'nuscenes' if 'LIDAR_TOP' in path else 'kitti' for path in drawn)
+
 def test_multi_source_loader_batches_name_their_sources(roots):
     dataset, loader = build_dataloader(multi_cfg(roots, SWEEPS_PER_EPOCH=4).DATA_CONFIG, 2, 0, training=True, seed=1)
     assert dataset.source_names == ['kitti', 'waymo', 'nuscenes'] and dataset.lengths == [8, 2, 12]

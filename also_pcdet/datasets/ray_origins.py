@@ -11,7 +11,7 @@ A source's `read` returns (points, origin) where `origin` is either
 
 Origins live in the same frame as the points: augmentation transforms the table exactly like the points.
 """
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 

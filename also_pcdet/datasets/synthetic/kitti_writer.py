@@ -145,7 +145,7 @@ def write_kitti_object(root, num_sweeps, seed, val_every=5, lidar=HDL64, *, work
     root = Path(root)
     for sub in KITTI_SUBDIRS:
         (root / 'training' / sub).mkdir(parents=True, exist_ok=True)
-    ids = write_image_sets(root, num_sweeps, val_every)
+    write_image_sets(root, num_sweeps, val_every)
     (root / 'ImageSets' / 'test.txt').write_text('')
 
     job = partial(_write_frame, root=root, seed=seed, lidar=lidar)

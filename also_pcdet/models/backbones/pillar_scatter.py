@@ -1,5 +1,4 @@
 """PointPillarScatter: pillar feature vectors scattered onto the dense BEV grid."""
-import torch
 from torch import nn
 
 
