@@ -22,7 +22,7 @@ from also_pcdet.datasets.sources import build_source
 from also_pcdet.datasets.synthetic.layout_writers import (write_kitti360, write_nuscenes_infos, write_once,
                                                           write_waymo_processed_sweeps)
 from also_pcdet.engine.checkpoint import CheckpointMismatch, UnreadableCheckpoint, load_checkpoint, save_atomic
-from also_pcdet.engine.cli import run_main
+from also_pcdet.engine.cli import Terminated, raise_terminated, run_main
 from also_pcdet.engine.evaluation import load_trained
 from also_pcdet.errors import RunError
 from also_pcdet.models import build_network
@@ -97,7 +97,7 @@ def test_orphan_loader_workers_die_with_a_killed_training_run(synthetic_kitti, t
         assert [pid for pid in workers if alive(pid)] == []
         if signum == signal.SIGTERM:  # stopped like Ctrl-C: one line, no traceback
             err = proc.stderr.read()
-            assert proc.returncode == 143 and 'train.py: stopped by SIGTERM' in err and 'Traceback' not in err
+            assert proc.returncode == 143 and 'train.py: stopped by SIGTERM' in err and 'Traceback' not in err, err
     finally:
         proc.kill()
         for pid in children(proc.pid):
@@ -351,6 +351,32 @@ def test_a_detector_config_repeating_a_key_is_read_as_openpcdet_reads_it_with_a_
     with pytest.warns(UserWarning, match=rf"{detector}: key 'MODEL' appears twice .*the last one wins"):
         cfg = load_detector_cfg(detector)
     assert cfg.MODEL.NAME == 'SECONDNet'
+
+class SignalsWhilePickled:
+    """Sends `signum` to this process while torch.save pickles it, then pickles as the int 7."""
+
+    def __init__(self, signum):
+        self.signum = signum
+
+    def __reduce__(self):
+        os.kill(os.getpid(), self.signum)
+        return int, (7,)
+
+
+@pytest.mark.parametrize('signum, stops', [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, Terminated)],
+                         ids=['SIGINT', 'SIGTERM'])
+def test_a_signal_while_saving_waits_for_the_complete_checkpoint(tmp_path, signum, stops):
+    """A kill that lands inside torch.save used to cut it ('unexpected pos': reported as a failed write, exit 1);
+    the signal now acts once the file is complete and renamed."""
+    previous = signal.signal(signal.SIGTERM, raise_terminated)  # as run_main sets it
+    try:
+        with pytest.raises(stops):
+            save_atomic({'it': 3, 'w': torch.ones(1000), 'x': SignalsWhilePickled(signum)}, tmp_path / 'latest.pth')
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    saved = torch.load(tmp_path / 'latest.pth', weights_only=False)   # the int 7 is pickled as int(7)
+    assert saved['it'] == 3 and saved['x'] == 7 and torch.equal(saved['w'], torch.ones(1000))
+    assert [p.name for p in tmp_path.iterdir()] == ['latest.pth']
 
 def test_a_full_disk_while_saving_names_the_checkpoint_and_keeps_the_old_one(tmp_path):
     """A file size limit (RLIMIT_FSIZE) makes the write fail as a full disk does, in a child process."""

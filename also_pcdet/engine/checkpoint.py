@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError, special_file
+from .cli import deferred_signals
 from ..version import CHECKPOINT_VERSION
 
 LOAD_TAKES_MMAP = 'mmap' in inspect.signature(torch.load).parameters  # torch >= 2.1
@@ -47,16 +48,18 @@ def save_atomic(state: dict, path) -> Path:
     """Write to a temporary file in the same folder, fsync, then rename over `path`: a crash at any
     point leaves either the old file or the new one, never a partial one. The file gets the usual
     umask permissions (unlike a `tempfile.mkstemp` file, which is private to its owner). A failed write
-    (torch reports a full disk as a RuntimeError) is a CheckpointWriteError naming `path`."""
+    (torch reports a full disk as a RuntimeError) is a CheckpointWriteError naming `path`. SIGTERM and Ctrl-C
+    wait for the file to be complete (torch.save cut by a signal fails with a RuntimeError of its own)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     try:
-        with open(tmp, 'wb') as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        with deferred_signals():
+            with open(tmp, 'wb') as handle:
+                torch.save(state, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
     except (OSError, RuntimeError) as err:
         tmp.unlink(missing_ok=True)
         kept = 'the previous file is kept' if path.exists() else 'no file was written'

@@ -10,6 +10,8 @@
 import logging
 import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import UserError
@@ -42,8 +44,31 @@ def one_line(err: BaseException) -> str:
     return text
 
 
-def _terminate(signum, frame):
+def raise_terminated(signum, frame):
     raise Terminated()
+
+
+@contextmanager
+def deferred_signals(signums=(signal.SIGTERM, signal.SIGINT)):
+    """Hold SIGTERM and Ctrl-C until the block ends, then act on the first that came as its handler would have:
+    work that must not be cut in half (a checkpoint being written) finishes first. Outside the main thread,
+    where Python runs no signal handler, the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = {signum: signal.signal(signum, lambda number, frame: received.append(number)) for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        handler = previous[received[0]]
+        if callable(handler):
+            handler(received[0], None)
+        elif handler == signal.SIG_DFL:
+            signal.raise_signal(received[0])
 
 
 def _log_to_files(message: str, err: BaseException):
@@ -61,7 +86,7 @@ def run_main(main, argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = DEBUG_FLAG in (argv[:argv.index('--set')] if '--set' in argv else argv)
     tool = Path(sys.argv[0]).name
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, raise_terminated)
     try:
         status = main(argv)
     except KeyboardInterrupt as err:
