@@ -47,48 +47,36 @@ def _init_worker(parent_pid: int, _worker_id: int):
     die_with_parent(parent_pid)
 
 
-def build_dataloader(dataset_cfg, batch_size: int, workers: int, training: bool, seed: int = 0,
-                     rank: int = 0, world_size: int = 1, root_path=None):
-    """Return (dataset, loader); `loader.sampler` is a ResumableSampler sharded over `world_size`. With
-    DATA_CONFIG.SOURCES: a MultiSourceDataset, see `multi_source_loader`."""
-    if dataset_cfg.get('SOURCES'):
-        return multi_source_loader(dataset_cfg, batch_size, workers, training, seed, rank, world_size)
-    dataset = SweepDataset(dataset_cfg, training=training, root_path=root_path, seed=seed)
-    where = f'split {dataset_cfg.DATA_SPLIT[dataset.mode]!r} under {dataset.root_path}'
+def require_sweeps(dataset: SweepDataset, where: str):
+    """RunError naming `where` when `dataset` lists no sweep; a warning for what its split lists but gives none."""
     unread = dataset.source.unread_summary()
     if len(dataset) == 0:
         raise RunError(f'no sweeps listed for {where}' + (f': {unread}' if unread else ''))
     if unread:  # the run's logger (tools/train.py) writes it to the log file too
         logging.getLogger('also_pcdet').warning(f'{where}: {unread}')
-    sampler = ResumableSampler(len(dataset), shuffle=training, seed=seed, rank=rank, world_size=world_size)
+
+
+def build_dataloader(dataset_cfg, batch_size: int, workers: int, training: bool, seed: int = 0,
+                     rank: int = 0, world_size: int = 1, root_path=None):
+    """Return (dataset, loader); `loader.sampler` is sharded over `world_size` and resumable mid-epoch: a
+    ResumableSampler, or with DATA_CONFIG.SOURCES (a MultiSourceDataset) in training a WeightedSourceSampler
+    drawing the sources by WEIGHT (SWEEPS_PER_EPOCH per epoch, default all their sweeps); validation reads every
+    listed sweep once."""
+    if dataset_cfg.get('SOURCES'):
+        dataset = MultiSourceDataset(dataset_cfg, training=training, seed=seed)
+        for source in dataset.sources:
+            require_sweeps(source, f'DATA_CONFIG.SOURCES {source.name}: split '
+                                   f'{source.dataset_cfg.DATA_SPLIT[source.mode]!r} under {source.root_path}')
+    else:
+        dataset = SweepDataset(dataset_cfg, training=training, root_path=root_path, seed=seed)
+        require_sweeps(dataset, f'split {dataset_cfg.DATA_SPLIT[dataset.mode]!r} under {dataset.root_path}')
+    if training and dataset_cfg.get('SOURCES'):
+        sampler = WeightedSourceSampler(dataset.lengths, dataset.weights, seed, dataset_cfg.get('SWEEPS_PER_EPOCH'),
+                                        rank=rank, world_size=world_size)
+    else:
+        sampler = ResumableSampler(len(dataset), shuffle=training, seed=seed, rank=rank, world_size=world_size)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=dataset.collate_batch,
         pin_memory=torch.cuda.is_available(), worker_init_fn=functools.partial(_init_worker, os.getpid()),
         drop_last=False, persistent_workers=workers > 0)   # workers (and their voxel hash tables) live across epochs
-    return dataset, loader
-
-
-def multi_source_loader(dataset_cfg, batch_size: int, workers: int, training: bool, seed: int = 0,
-                        rank: int = 0, world_size: int = 1):
-    """(MultiSourceDataset, loader) of DATA_CONFIG.SOURCES: training draws the sources by WEIGHT
-    (WeightedSourceSampler, SWEEPS_PER_EPOCH per epoch, default all their sweeps); validation reads every
-    listed sweep of every source once."""
-    dataset = MultiSourceDataset(dataset_cfg, training=training, seed=seed)
-    for source in dataset.sources:
-        split = source.dataset_cfg.DATA_SPLIT[source.mode]
-        where = f'DATA_CONFIG.SOURCES {source.name}: split {split!r} under {source.root_path}'
-        unread = source.source.unread_summary()
-        if len(source) == 0:
-            raise RunError(f'no sweeps listed for {where}' + (f': {unread}' if unread else ''))
-        if unread:
-            logging.getLogger('also_pcdet').warning(f'{where}: {unread}')
-    if training:
-        sampler = WeightedSourceSampler(dataset.lengths, dataset.weights, seed, dataset_cfg.get('SWEEPS_PER_EPOCH'),
-                                        rank=rank, world_size=world_size)
-    else:
-        sampler = ResumableSampler(len(dataset), shuffle=False, seed=seed, rank=rank, world_size=world_size)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=dataset.collate_batch,
-        pin_memory=torch.cuda.is_available(), worker_init_fn=functools.partial(_init_worker, os.getpid()),
-        drop_last=False, persistent_workers=workers > 0)
     return dataset, loader

@@ -216,8 +216,8 @@ class Trainer:
         if len(self.bad_sweeps) > limit * share:
             location, reason = next(iter(self.bad_sweeps.items()))
             raise RunError(f'{len(self.bad_sweeps)} unusable sweeps of {self.sweeps_read} read (~{share:.0f} '
-                               f'per epoch on this process): more than DATA_CONFIG.MAX_BAD_FRACTION={limit} '
-                               f'allows; first: {location}: {reason}')
+                           f'per epoch on this process): more than DATA_CONFIG.MAX_BAD_FRACTION={limit} '
+                           f'allows; first: {location}: {reason}')
 
     # ----- epochs -----
     def fit(self, total_epochs: int, save_every_iters: int = 0):
