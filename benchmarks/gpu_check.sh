@@ -174,18 +174,18 @@ else
     stage pretrain_probe "SECOND pretrained on synthetic KITTI for $((PRE_S * 6 / 10)) s, then the detection probe (at most $((PRE_S * 4 / 10)) s)"
     PRE_DIR="$OUT_DIR/pretrain_probe"; rm -rf "$PRE_DIR"
     if [ "$DRY" = 1 ]; then
-        PRE_SWEEPS=10; PRE_CFG=cfgs/also_pretrain_demo.yaml   # one epoch of 2 iterations ends before the cap
+        PRE_SWEEPS=10; PRE_WORKERS=1; PRE_CFG=cfgs/also_pretrain_demo.yaml   # one epoch of 2 iterations ends before the cap
         PRE_BOX=(DATA_CONFIG.POINT_CLOUD_RANGE '[0,-6.4,-3,12.8,6.4,1]')   # weight shapes do not depend on it
         PRE_TRAIN=(--batch_size 2 --epochs 1 --workers 0 --set DATA_CONFIG.SAMPLE_INTERVAL.train 2
                    DATA_CONFIG.QUERIES.NUM_QUERIES 256 OPTIMIZATION.CKPT_SAVE_ITERS 1 "${PRE_BOX[@]}")
         PRE_PROBE=(--iterations 2 --eval_every 2 --batch_size 1 --label_fraction 0.5 --max_val 2)
     else
-        PRE_SWEEPS=200; PRE_CFG=cfgs/also_pretrain.yaml
+        PRE_SWEEPS=200; PRE_WORKERS=8; PRE_CFG=cfgs/also_pretrain.yaml
         PRE_TRAIN=(--batch_size "$BATCH" --epochs 10000 --workers 8 --set OPTIMIZATION.CKPT_SAVE_ITERS 10)
         PRE_PROBE=(--iterations 200 --eval_every 100 --batch_size 4 --label_fraction 0.1 --max_val 20)
         PRE_BOX=()
     fi
-    capped 60 "$PY" tools/make_synthetic.py --out "$PRE_DIR/data" --num_sweeps "$PRE_SWEEPS" --seed 0 --workers 8 \
+    capped 60 "$PY" tools/make_synthetic.py --out "$PRE_DIR/data" --num_sweeps "$PRE_SWEEPS" --seed 0 --workers "$PRE_WORKERS" \
         || fail "tools/make_synthetic.py (pretrain_probe)"
     rc=0
     timeout --kill-after="$KILL_AFTER" $((PRE_S * 6 / 10)) "$PY" tools/train.py --cfg_file "$PRE_CFG" \

@@ -112,7 +112,8 @@ class CurveTrainer(Trainer):
             metrics = dict(super().validate())
         metrics.update(kinds.metrics())
         self.eval_seconds += time.perf_counter() - start
-        self.curve.append({'iteration': self.it, 'train_seconds': train_seconds, **metrics})
+        self.curve.append({'iteration': self.it, 'train_seconds': train_seconds,
+                           'lr': self.optimizer.param_groups[0]['lr'], **metrics})
         return metrics
 
 
@@ -142,8 +143,8 @@ def run_curve(cfg, out_dir: Path, epochs: int, workers: int = 0, seed: int = 0, 
     result = {'rows': trainer.curve, 'train_sweeps': len(dataset), 'val_sweeps': len(val_set), 'batch': batch,
               'threads': torch.get_num_threads(), 'epochs_asked': epochs, 'trivial': trivial}
     trainer.validate()
-    for epoch in range(epochs):   # one epoch per fit: the run can stop at the deadline (constant LR unaffected)
-        trainer.fit(epoch + 1)
+    for epoch in range(epochs):   # one epoch per fit, so the run can stop at the deadline; the LR spans `epochs`
+        trainer.fit(epoch + 1, schedule_epochs=epochs)
         result.update(s_per_iteration=trainer.curve[-1]['train_seconds'] / trainer.it,
                       checkpoint=str(out_dir / 'ckpt' / f'checkpoint_epoch_{epoch + 1}.pth'))
         if report is not None:

@@ -75,9 +75,9 @@ def table(title: str, header, rows):
 
 # name, synthetic layout (tools/make_synthetic.py), config, target ms per sweep per core, tiny range
 LAYOUTS = (
-    ('KITTI', 'kitti_object', 'also_pretrain.yaml', 10.0, '[0,-12.8,-3,25.6,12.8,1]'),
-    ('Waymo .npy', 'waymo_processed', 'also_pretrain_waymo.yaml', 40.0, '[-12.8,-12.8,-2,12.8,12.8,4]'),
-    ('Waymo tfrecord', 'waymo_tfrecord', 'also_pretrain_waymo_tfrecord.yaml', 40.0, '[-12.8,-12.8,-2,12.8,12.8,4]'),
+    ('KITTI', 'kitti_object', 'also_pretrain.yaml', 10.0, '[0,-6.4,-3,12.8,6.4,1]'),
+    ('Waymo .npy', 'waymo_processed', 'also_pretrain_waymo.yaml', 40.0, '[-6.4,-6.4,-2,6.4,6.4,4]'),
+    ('Waymo tfrecord', 'waymo_tfrecord', 'also_pretrain_waymo_tfrecord.yaml', 40.0, '[-6.4,-6.4,-2,6.4,6.4,4]'),
     ('nuScenes', 'nuscenes', 'also_pretrain_nuscenes.yaml', None, '[-12.8,-12.8,-5,12.8,12.8,3]'),
 )
 STEP_LAYOUTS = ('KITTI', 'Waymo .npy')   # the training step is timed on these configs
@@ -85,7 +85,7 @@ HEAD_TARGET = 0.15                       # the head's share of the step
 
 
 def layout_cfg(name, data_path, tiny=False):
-    """The shipped config of layout `name` reading `data_path`; `tiny`: a 25.6 m box and 256 queries (dry runs)."""
+    """The shipped config of layout `name` reading `data_path`; `tiny`: a 12.8 m box and 256 queries (dry runs)."""
     _, _, cfg_file, _, tiny_range = next(layout for layout in LAYOUTS if layout[0] == name)
     cfg = cfg_from_yaml_file(REPO / 'cfgs' / cfg_file)
     extra = ['DATA_CONFIG.POINT_CLOUD_RANGE', tiny_range, 'DATA_CONFIG.QUERIES.NUM_QUERIES', '256'] if tiny else []
@@ -431,7 +431,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = p.add_mutually_exclusive_group()
     size.add_argument('--quick', action='store_true', help='fewer repeats, sweeps and train steps')
-    size.add_argument('--tiny', action='store_true', help='dry run: 25.6 m boxes, 256 queries, 2 sweeps, 1 step')
+    size.add_argument('--tiny', action='store_true', help='dry run: 12.8 m boxes, 256 queries, 2 sweeps, 1 step')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', help='train step device')
     p.add_argument('--batch', type=int, default=None, help='train step batch (default: 8 on a GPU, 1 on the CPU)')
     p.add_argument('--amp', action='store_true', help='train step in float16 autocast (CUDA)')

@@ -1,5 +1,8 @@
-"""Few-label detection probe: targets decode back to the boxes (AP 1), BatchNorm recalibration, and a few
-training steps of both fine-tuning modes on the synthetic KITTI labels."""
+"""Few-label detection probe: targets decode back to the boxes (AP 1), BatchNorm recalibration, a few training
+steps of both fine-tuning modes on the synthetic KITTI labels (an evaluated iteration of a longer run is the shorter
+run), and tools/det_probe.py's report: mean ± std per budget and the gap against the seed spread."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +13,8 @@ from also_pcdet.engine.batchnorm import recalibrate_batchnorm
 from also_pcdet.engine.box_metrics import car_metrics
 from also_pcdet.engine.detection_probe import (BevGrid, flip_y, labelled_subset, load_frame,
                                                run_detection_probe)
-from conftest import tiny_cfg
+from conftest import REPO, tiny_cfg
+from tools import det_probe
 
 
 def test_targets_decode_to_the_boxes_and_score_ap_one(tiny_config):
@@ -74,3 +78,36 @@ def test_probe_trains_a_few_steps(synthetic_kitti, finetune):
     for value in result['final'].values():
         assert np.isnan(value) or 0.0 <= value <= 1.0
     assert result['loss'][0] != result['loss'][1]  # it trained on different batches / weights
+    if finetune == 'all':   # a shorter budget is the longer run's evaluation (constant LR, a batch per iteration)
+        shorter = run_detection_probe(cfg.MODEL, cfg.DATA_CONFIG, None, seed=4, label_fraction=0.1, iterations=1,
+                                      eval_every=1, max_val=1, finetune=finetune, progress=False)
+        np.testing.assert_equal(shorter['final'], result['curve'][1])
+        assert shorter['loss'] == result['loss'][:1]
+
+
+def test_det_probe_report_states_each_budget_and_the_gap_against_the_seed_spread(tmp_path, capsys):
+    values = {('pretrained', 100): [0.5, 0.6, 0.7], ('scratch', 100): [0.3, 0.4, 0.5],
+              ('pretrained', 200): [0.60, 0.62, 0.70], ('scratch', 200): [0.58, 0.66, 0.65]}
+    (tmp_path / 'runs').mkdir()
+    for arm in ('pretrained', 'scratch'):
+        for seed in range(3):
+            curve = {str(it): dict.fromkeys(det_probe.METRICS, values[arm, it][seed]) for it in (100, 200)}
+            run = {'arm': arm, 'seed': seed, 'curve': curve, 'final': curve['200'], 'loss': [1.0, 0.5],
+                   'labelled_sweeps': 6, 'val_sweeps': 10, 'val_cars': 9, 'seconds': 1.0,
+                   'settings': {'finetune': 'all', 'iterations': 200, 'eval_every': 100}}
+            (tmp_path / 'runs' / f'{arm}_seed{seed}.json').write_text(json.dumps(run))
+    summary = det_probe.main(['--cfg_file', str(REPO / 'cfgs' / 'also_pretrain_demo.yaml'), '--report_only',
+                              '--iterations', '200', '--eval_every', '100', '--budgets', '100',
+                              '--out_dir', str(tmp_path)])
+    assert summary['pretrained']['at']['100']['bev_ap_0.5']['mean'] == pytest.approx(0.6)
+    assert summary['pretrained']['at']['100']['bev_ap_0.5']['std'] == pytest.approx(0.1)        # ddof 1
+    assert summary['scratch']['final']['dist_ap']['values'] == [0.58, 0.66, 0.65]
+    report = (tmp_path / 'table.md').read_text()
+    assert 'after 100 iterations:' in capsys.readouterr().out
+    short, long = report.split('after 100 iterations:')[1].split('after 200 iterations:')
+    assert '| ALSO pretrained | 3 | 0.600 ± 0.100 |' in short and '| random init | 3 | 0.400 ± 0.100 |' in short
+    assert '- bev_ap_0.5: gap +0.200, seed spread 0.100: exceeds the spread; pretrained ahead on 3/3 seeds' in short
+    assert '- bev_ap_0.5: gap +0.010, seed spread 0.053: within the spread; pretrained ahead on 2/3 seeds' in long
+    assert (tmp_path / 'curves.png').read_bytes()[:4] == b'\x89PNG'
+    with pytest.raises(SystemExit):
+        det_probe.parse_args(['--cfg_file', 'x.yaml', '--iterations', '200', '--eval_every', '100', '--budgets', '150'])

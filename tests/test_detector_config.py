@@ -14,10 +14,12 @@ from also_pcdet.config import ConfigError, cfg_from_yaml_file, config_from_args,
 from also_pcdet.config_checks import schema_errors, value_errors
 from also_pcdet.config_schema import config_schema
 from also_pcdet.detector_config import DerivationError, derive_config, derive_from_file, detector_cfg_from_facts
+from also_pcdet.engine.cli import run_main
 from also_pcdet.engine.pretrained_check import BackboneParts
 from conftest import REPO
 from stock_facts import MODULES, configs_of, module_layout, stock_configs
-from train_cli import cli_env, run_train, train_args
+from tools import export_backbone, stock_coverage, train
+from train_cli import cli_env, train_args
 
 ALSO = REPO / 'cfgs' / 'also_pretrain.yaml'
 COVERED = configs_of('voxel', 'pillar', 'pillarnet', 'voxelnext')
@@ -143,26 +145,26 @@ def test_train_refuses_a_point_based_detector_before_training(tmp_path):
 
 
 @pytest.mark.slow
-def test_stock_coverage_trains_exports_and_loads_each_config(tmp_path):
+def test_stock_coverage_trains_exports_and_loads_each_config(tmp_path, monkeypatch, capsys):
     """Voxel R-CNN (narrow BEV backbone) and PointPillars pretrain for a step on synthetic KITTI sweeps and their
     exports load every backbone key; PointRCNN gets a row with the refusal."""
-    run = subprocess.run([sys.executable, str(REPO / 'tools' / 'stock_coverage.py'), '--facts',
-                          str(REPO / 'tests' / 'facts' / 'stock_backbones.json'), '--work', str(tmp_path), '--only',
-                          'kitti_models/voxel_rcnn_car.yaml', 'kitti_models/pointpillar.yaml',
-                          'kitti_models/pointrcnn.yaml'], capture_output=True, text=True, env=cli_env(), cwd=tmp_path)
-    assert run.returncode == 0, run.stderr[-3000:]
-    rows = {line.split(' | ')[0].strip('| '): line for line in run.stdout.splitlines() if line.startswith('| ')
+    monkeypatch.chdir(tmp_path)
+    assert stock_coverage.main(['--facts', str(REPO / 'tests' / 'facts' / 'stock_backbones.json'), '--work',
+                                str(tmp_path), '--only', 'kitti_models/voxel_rcnn_car.yaml',
+                                'kitti_models/pointpillar.yaml', 'kitti_models/pointrcnn.yaml']) == 0
+    stdout = capsys.readouterr().out
+    rows = {line.split(' | ')[0].strip('| '): line for line in stdout.splitlines() if line.startswith('| ')
             and line.endswith('.yaml', 0, line.index(' | '))}
     assert '| 156/156 | yes |' in rows['kitti_models/voxel_rcnn_car.yaml']
     assert 'export ==> Done (loaded 156/157)' in rows['kitti_models/voxel_rcnn_car.yaml']
     assert '| 120/120 | yes |' in rows['kitti_models/pointpillar.yaml']
     assert 'export ==> Done (loaded 120/121)' in rows['kitti_models/pointpillar.yaml']
     assert '| 0/192 | no |' in rows['kitti_models/pointrcnn.yaml'] and 'point-based' in rows['kitti_models/pointrcnn.yaml']
-    assert run.stdout.splitlines()[-1] == 'covered 2/58 configs'
+    assert stdout.splitlines()[-1] == 'covered 2/58 configs'
     documented = {line.split(' | ')[0].strip('| '): line for line in (REPO / 'docs' / 'coverage.md').read_text()
                   .splitlines() if line.startswith('| ') and line.split(' | ')[0].strip('| ') in rows}
     assert documented == rows, 'the coverage table in docs/coverage.md is what the command prints'
-    assert 'cropped' in run.stdout
+    assert 'cropped' in stdout
     exported = torch.load(next(tmp_path.glob('kitti_models_pointpillar.yaml/output/**/pretrained_backbone.pth')),
                           weights_only=True)
     assert [key for key in exported['model_state']] == [
@@ -171,26 +173,24 @@ def test_stock_coverage_trains_exports_and_loads_each_config(tmp_path):
 
 
 @pytest.mark.slow
-def test_export_backbone_refuses_a_detector_config_it_does_not_fit(tmp_path):
+def test_export_backbone_refuses_a_detector_config_it_does_not_fit(tmp_path, capsys):
     second, voxel_rcnn = (tmp_path / 'second.yaml', tmp_path / 'voxel_rcnn_car.yaml')
     for path, name in ((second, 'kitti_models/second.yaml'), (voxel_rcnn, 'kitti_models/voxel_rcnn_car.yaml')):
         path.write_text(yaml.safe_dump(plain(detector_cfg_from_facts(stock_configs()[name]))))
     model = BackboneParts(derive_config(cfg_from_yaml_file(ALSO), cfg_from_yaml_file(second), 'second'))
     ckpt = tmp_path / 'checkpoint_epoch_1.pth'
     torch.save({'model_state': model.state_dict(), 'epoch': 1, 'it': 1}, ckpt)
-    tool = [sys.executable, str(REPO / 'tools' / 'export_backbone.py'), '--ckpt', str(ckpt), '--out']
+    tool = ['--ckpt', str(ckpt), '--out']
 
-    refused = subprocess.run(tool + [str(tmp_path / 'rcnn.pth'), '--detector_cfg', str(voxel_rcnn)],
-                             capture_output=True, text=True, env=cli_env())
-    assert refused.returncode != 0 and not list(tmp_path.glob('*rcnn.pth*'))
-    assert 'does not fit' in refused.stderr and '==> Done (loaded 86/157)' in refused.stderr
-    assert 'backbone_2d.blocks.0.1.weight: the file has (128, 256, 3, 3), the detector needs (64, 256, 3, 3)' \
-        in refused.stderr
+    with pytest.raises(SystemExit) as stop:   # the command line's end, in this process
+        run_main(export_backbone.main, tool + [str(tmp_path / 'rcnn.pth'), '--detector_cfg', str(voxel_rcnn)])
+    err = str(stop.value.code)   # SystemExit(message): Python prints it to stderr and exits 1
+    assert not list(tmp_path.glob('*rcnn.pth*'))
+    assert 'does not fit' in err and '==> Done (loaded 86/157)' in err
+    assert 'backbone_2d.blocks.0.1.weight: the file has (128, 256, 3, 3), the detector needs (64, 256, 3, 3)' in err
 
-    written = subprocess.run(tool + [str(tmp_path / 'second.pth'), '--detector_cfg', str(second)],
-                             capture_output=True, text=True, env=cli_env())
-    assert written.returncode == 0, written.stderr
-    assert '==> Done (loaded 156/157): every backbone key loads' in written.stdout
+    export_backbone.main(tool + [str(tmp_path / 'second.pth'), '--detector_cfg', str(second)])
+    assert '==> Done (loaded 156/157): every backbone key loads' in capsys.readouterr().out
     assert torch.load(tmp_path / 'second.pth', weights_only=True)['model_state'].keys() == {
         key for key in model.state_dict() if key != 'global_step'}
 
@@ -218,23 +218,25 @@ def test_shipped_detector_configs_are_the_stock_ones(path):
 
 
 @pytest.mark.slow
-def test_training_fails_when_its_export_does_not_fit_the_detector(synthetic_kitti, tmp_path):
+def test_training_fails_when_its_export_does_not_fit_the_detector(synthetic_kitti, tmp_path, capsys):
     """A BEV backbone changed away from the detector's by --set (applied after the derivation)
     makes the end-of-run check fail the run (exit 1, the loader's line and the first misfit in the log)."""
     detector = REPO / 'cfgs' / 'detector_cfgs' / 'kitti_voxel_rcnn_car.yaml'
     args = train_args(synthetic_kitti, tmp_path, '--epochs', '1', '--batch_size', '4', '--detector_cfg', detector,
                       sets=['MODEL.BACKBONE_2D.NUM_FILTERS', '[128,256]'])
-    proc = run_train(args, check=False)
-    assert proc.returncode == 1
+    with pytest.raises(SystemExit) as stop:   # in this process: the tool's end is run_main's, tested in test_faults
+        run_main(train.main, args)
+    err = capsys.readouterr().err
+    assert stop.value.code == 1
     assert re.search(r'pretrained_backbone.pth does not fit \S+kitti_voxel_rcnn_car.yaml: ==> Done \(loaded \d+/157\)',
-                     proc.stderr), proc.stderr[-2000:]
-    assert 'backbone_2d.blocks.0.1.weight: the file has (128, 256, 3, 3), the detector needs (64, 256, 3, 3)' \
-        in proc.stderr
+                     err), err[-2000:]
+    assert 'backbone_2d.blocks.0.1.weight: the file has (128, 256, 3, 3), the detector needs (64, 256, 3, 3)' in err
 
-    fits = run_train(train_args(synthetic_kitti, tmp_path / 'fits', '--epochs', '1', '--batch_size', '4',
-                                '--detector_cfg', detector))
-    assert f'checked against {detector}: ==> Done (loaded 156/157)' in fits.stderr
-    assert 'derived: DATA_CONFIG.POINT_CLOUD_RANGE' in fits.stderr and 'MODEL.BACKBONE_2D (BaseBEVBackbone)' in fits.stderr
+    train.main(train_args(synthetic_kitti, tmp_path / 'fits', '--epochs', '1', '--batch_size', '4',
+                          '--detector_cfg', detector))
+    err = capsys.readouterr().err
+    assert f'checked against {detector}: ==> Done (loaded 156/157)' in err
+    assert 'derived: DATA_CONFIG.POINT_CLOUD_RANGE' in err and 'MODEL.BACKBONE_2D (BaseBEVBackbone)' in err
 
 
 @pytest.mark.parametrize('also_cfg', ['also_pretrain.yaml', 'also_pretrain_nuscenes_10sweeps.yaml'])

@@ -1,5 +1,6 @@
 """benchmarks/learning_curve.py on a few iterations: evaluated before training and after each epoch on every val
 sweep, and the trivial predictor's values equal to "all pairs empty" counted from the targets themselves."""
+import math
 import sys
 
 import pytest
@@ -25,7 +26,8 @@ def empty_share(model, loader) -> tuple:
 
 @pytest.mark.slow
 def test_learning_curve_rows_and_trivial_predictor(synthetic_kitti, tmp_path, one_thread):
-    cfg = tiny_cfg(synthetic_kitti, 'DATA_CONFIG.QUERIES.NUM_QUERIES', '512', 'DATA_CONFIG.SAMPLE_INTERVAL.train', '2')
+    cfg = tiny_cfg(synthetic_kitti, 'DATA_CONFIG.QUERIES.NUM_QUERIES', '512', 'DATA_CONFIG.SAMPLE_INTERVAL.train', '2',
+                   'OPTIMIZATION.LR_SCHEDULE', 'cosine')
     result = learning_curve.run_curve(cfg, tmp_path, epochs=2)
     rows, trivial = result['rows'], result['trivial']
     assert result['train_sweeps'] == 4 and result['val_sweeps'] == 2    # SAMPLE_INTERVAL.test forced to 1
@@ -33,6 +35,8 @@ def test_learning_curve_rows_and_trivial_predictor(synthetic_kitti, tmp_path, on
     assert rows[0]['train_seconds'] < rows[1]['train_seconds'] < rows[2]['train_seconds']
     assert result['s_per_iteration'] > 0 and (tmp_path / 'ckpt' / 'checkpoint_epoch_2.pth').is_file()
     assert rows[0]['loss'] != rows[2]['loss']                           # the weights moved between evaluations
+    lr = cfg.OPTIMIZATION.LR   # the cosine spans both epochs (4 steps), although the curve fits one epoch at a time
+    assert [row['lr'] for row in rows[1:]] == pytest.approx([lr * (1 + math.cos(math.pi * s / 4)) / 2 for s in (1, 3)])
 
     from also_pcdet.datasets import build_dataloader
     from also_pcdet.models import build_network

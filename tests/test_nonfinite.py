@@ -9,11 +9,13 @@ import torch
 
 from also_pcdet.datasets import build_dataloader
 from also_pcdet.engine.checkpoint import load_checkpoint
+from also_pcdet.engine.cli import run_main
 from also_pcdet.engine.optimization import build_optimizer
 from also_pcdet.engine.trainer import Trainer
 from also_pcdet.models import build_network
 from conftest import tiny_cfg
-from train_cli import FAST_OVERRIDES, run_dir, run_train, scalars, train_args
+from tools import train
+from train_cli import FAST_OVERRIDES, run_dir, scalars, train_args
 
 # 4 of the 8 train sweeps (frames 1, 3, 6, 8) at batch 1: 4 steps
 SMALL_RUN = ('--batch_size', 1, '--epochs', 1, '--fix_random_seed')
@@ -21,7 +23,7 @@ SMALL_SETS = ['DATA_CONFIG.SAMPLE_INTERVAL.train', 2]
 
 
 @pytest.mark.slow
-def test_a_corrupt_sweep_is_skipped_and_counted(synthetic_kitti, tmp_path):
+def test_a_corrupt_sweep_is_skipped_and_counted(synthetic_kitti, tmp_path, capsys):
     data = tmp_path / 'kitti'
     shutil.copytree(synthetic_kitti, data)
     sweep = data / 'training' / 'velodyne' / '000001.bin'
@@ -29,9 +31,10 @@ def test_a_corrupt_sweep_is_skipped_and_counted(synthetic_kitti, tmp_path):
     points[::200, 3] = 3e38  # finite, and few enough for the sweep checks (0.5 %), but the network overflows
     points.tofile(sweep)
 
-    proc = run_train(train_args(data, tmp_path / 'out', *SMALL_RUN, sets=SMALL_SETS))
-    assert re.search(r'iteration \d: loss is (nan|inf); step skipped \(1 in a row, 1 in this run\)', proc.stderr)
-    assert 'epoch 1: 4 iterations in all, 0 newly skipped sweeps, 1 non-finite steps skipped' in proc.stderr
+    train.main(train_args(data, tmp_path / 'out', *SMALL_RUN, sets=SMALL_SETS))
+    err = capsys.readouterr().err
+    assert re.search(r'iteration \d: loss is (nan|inf); step skipped \(1 in a row, 1 in this run\)', err)
+    assert 'epoch 1: 4 iterations in all, 0 newly skipped sweeps, 1 non-finite steps skipped' in err
     out = run_dir(tmp_path / 'out')
     logged = scalars(out / 'tensorboard')
     assert logged['train/nonfinite_steps'] == [(4, 1.0)] and len(logged['train/loss']) == 3
@@ -41,15 +44,16 @@ def test_a_corrupt_sweep_is_skipped_and_counted(synthetic_kitti, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(synthetic_kitti, tmp_path):
+def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(synthetic_kitti, tmp_path, capsys):
     sets = SMALL_SETS + ['OPTIMIZATION.LR', 1e30, 'OPTIMIZATION.MAX_NONFINITE_STEPS', 2,
                          'OPTIMIZATION.CKPT_SAVE_ITERS', 1]
-    proc = run_train(train_args(synthetic_kitti, tmp_path / 'out', *SMALL_RUN, sets=sets), check=False)
-    ckpt = run_dir(tmp_path / 'out') / 'ckpt'
-    assert proc.returncode == 1 and 'Traceback' not in proc.stderr
-    assert len(re.findall(r'loss is (?:nan|inf); step skipped', proc.stderr)) == 2
+    with pytest.raises(SystemExit) as stop:   # train.py's command-line end, in this process
+        run_main(train.main, train_args(synthetic_kitti, tmp_path / 'out', *SMALL_RUN, sets=sets))
+    err, ckpt = capsys.readouterr().err, run_dir(tmp_path / 'out') / 'ckpt'
+    assert stop.value.code == 1 and 'Traceback' not in err
+    assert len(re.findall(r'loss is (?:nan|inf); step skipped', err)) == 2
     assert (f'2 non-finite steps in a row (limit OPTIMIZATION.MAX_NONFINITE_STEPS=2); stopping: the last good '
-            f'checkpoint, {ckpt / "latest_model.pth"} (iteration 1), is kept') in proc.stderr
+            f'checkpoint, {ckpt / "latest_model.pth"} (iteration 1), is kept') in err
     assert [p.name for p in ckpt.iterdir()] == ['latest_model.pth']   # not overwritten during the failures
     assert load_checkpoint(ckpt / 'latest_model.pth')['it'] == 1
 

@@ -8,20 +8,26 @@ import pytest
 from also_pcdet.config import cfg_from_list, cfg_from_yaml_file, config_lines
 from also_pcdet.engine.checkpoint import load_checkpoint
 from conftest import REPO
+from tools import train
 from train_cli import (CFG, FAST_OVERRIDES, run_dir, run_train, same_optimizer_state, same_tensors, scalars,
                        train_args)
 
 
-def run(data, out_root, *flags, sample_interval=3, one_thread=True, cfg_file=None):
+def run(data, out_root, *flags, sample_interval=3, one_thread=True, cfg_file=None, in_process=False):
     """Train one epoch at batch 1 on every `sample_interval`-th train sweep (or as `cfg_file`, a resolved config,
-    says: no --set); return (stderr, scalars, final checkpoint, output folder)."""
+    says: no --set), in a train.py process or `in_process`; return (stderr or None, scalars, final checkpoint,
+    output folder)."""
     args = train_args(data, out_root, '--batch_size', 1, '--epochs', 1, *flags,
                       sets=['DATA_CONFIG.SAMPLE_INTERVAL.train', sample_interval])
     if cfg_file is not None:
         args = ['--cfg_file', str(cfg_file), *args[2:args.index('--set')]]
-    proc = run_train(args, one_thread=one_thread)
+    stderr = None
+    if in_process:
+        train.main(args)
+    else:
+        stderr = run_train(args, one_thread=one_thread).stderr
     out = run_dir(out_root) if cfg_file is None else out_root / cfg_file.stem / 'default'
-    return proc.stderr, scalars(out / 'tensorboard'), load_checkpoint(out / 'ckpt' / 'checkpoint_epoch_1.pth'), out
+    return stderr, scalars(out / 'tensorboard'), load_checkpoint(out / 'ckpt' / 'checkpoint_epoch_1.pth'), out
 
 
 def check_output_folder(out, data, sample_interval):
@@ -43,7 +49,7 @@ def check_output_folder(out, data, sample_interval):
 
 @pytest.mark.slow
 def test_fixed_seed_runs_are_bit_identical(synthetic_kitti, tmp_path):
-    _, logged, ckpt, out = run(synthetic_kitti, tmp_path / 'first', '--fix_random_seed')
+    _, logged, ckpt, out = run(synthetic_kitti, tmp_path / 'first', '--fix_random_seed', in_process=True)
     check_output_folder(out, synthetic_kitti, sample_interval=3)
     stderr, logged_again, ckpt_again, _ = run(synthetic_kitti, tmp_path / 'second', '--fix_random_seed', '--workers', 2,
                                               one_thread=False, cfg_file=out / 'also_pretrain_resolved.yaml')
@@ -54,5 +60,5 @@ def test_fixed_seed_runs_are_bit_identical(synthetic_kitti, tmp_path):
     assert same_tensors(ckpt['model_state'], ckpt_again['model_state'])
     assert same_optimizer_state(ckpt['optimizer_state'], ckpt_again['optimizer_state'])
 
-    _, free_logged, free_ckpt, _ = run(synthetic_kitti, tmp_path / 'free', sample_interval=4)
+    _, free_logged, free_ckpt, _ = run(synthetic_kitti, tmp_path / 'free', sample_interval=4, in_process=True)
     assert free_ckpt['seed'] != 666 and free_logged['train/loss'][0] != logged['train/loss'][0]

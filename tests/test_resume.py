@@ -12,7 +12,8 @@ from also_pcdet.engine.checkpoint import (find_resume_checkpoint, load_checkpoin
                                           save_atomic, temp_path)
 from also_pcdet.engine.run_setup import summary_writer
 from conftest import REPO
-from train_cli import (cli_env, run_dir, run_train, same_optimizer_state, same_tensors, scalars, train_args,
+from tools import train
+from train_cli import (cli_env, run_dir, same_optimizer_state, same_tensors, scalars, train_args,
                        train_command)
 
 # 4 of the 8 train sweeps at batch 1: 4 steps an epoch; `latest_model.pth` every 3 steps
@@ -76,10 +77,11 @@ def kill_at(args, marker, timeout):
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_from_its_last_checkpoint(synthetic_kitti, tmp_path):
+def test_killed_run_resumes_from_its_last_checkpoint(synthetic_kitti, tmp_path, capsys):
+    """The kill hits a real process; the other runs are in this one (the same code, without a process start)."""
     reference = run_dir(tmp_path / 'reference') / 'ckpt'
-    run_train(train_args(synthetic_kitti, tmp_path / 'reference', *SMALL_RUN, '--epochs', 2,
-                         '--ckpt_save_interval', 2, sets=SMALL_SETS))
+    train.main(train_args(synthetic_kitti, tmp_path / 'reference', *SMALL_RUN, '--epochs', 2,
+                          '--ckpt_save_interval', 2, sets=SMALL_SETS))
     assert sorted(p.name for p in reference.iterdir()) == ['checkpoint_epoch_2.pth', 'latest_model.pth',
                                                            'pretrained_backbone.pth']
     expected = load_checkpoint(reference / 'checkpoint_epoch_2.pth')
@@ -95,8 +97,9 @@ def test_killed_run_resumes_from_its_last_checkpoint(synthetic_kitti, tmp_path):
     stale = temp_path(ckpt / 'latest_model.pth')                    # what a kill during a save leaves behind
     stale.write_bytes((ckpt / 'latest_model.pth').read_bytes()[:4096])
 
-    resumed = run_train(args)
-    assert f'resumed from {ckpt / "latest_model.pth"}: epoch 1, iteration 6, 2 batches' in resumed.stderr
+    capsys.readouterr()
+    train.main(args)
+    assert f'resumed from {ckpt / "latest_model.pth"}: epoch 1, iteration 6, 2 batches' in capsys.readouterr().err
     assert not stale.exists()
     assert sorted(p.name for p in ckpt.iterdir()) == ['checkpoint_epoch_2.pth', 'latest_model.pth',
                                                       'pretrained_backbone.pth']  # --max_ckpt_save_num 1
@@ -106,8 +109,9 @@ def test_killed_run_resumes_from_its_last_checkpoint(synthetic_kitti, tmp_path):
     assert same_optimizer_state(final['optimizer_state'], expected['optimizer_state'])
 
     # --ckpt: continue the reference run for one more epoch in a fresh output folder
-    more = run_train(train_args(synthetic_kitti, tmp_path / 'more', *SMALL_RUN, '--epochs', 3,
-                                '--ckpt', reference / 'checkpoint_epoch_2.pth', sets=SMALL_SETS))
-    assert f'resumed from {reference / "checkpoint_epoch_2.pth"}: epoch 2, iteration 8, 0 batches' in more.stderr
+    train.main(train_args(synthetic_kitti, tmp_path / 'more', *SMALL_RUN, '--epochs', 3,
+                          '--ckpt', reference / 'checkpoint_epoch_2.pth', sets=SMALL_SETS))
+    assert f'resumed from {reference / "checkpoint_epoch_2.pth"}: epoch 2, iteration 8, 0 batches' in \
+        capsys.readouterr().err
     third = load_checkpoint(run_dir(tmp_path / 'more') / 'ckpt' / 'checkpoint_epoch_3.pth')
     assert (third['epoch'], third['it']) == (3, 12)

@@ -4,6 +4,7 @@ learning curves as a PNG. Needs KITTI labels (training/label_2, calib): tools/ma
 
     python tools/det_probe.py --cfg_file cfgs/also_pretrain_demo.yaml --ckpt .../pretrained_backbone.pth \
         --label_fraction 0.05 [--seeds 0 1 2] [--iterations 300] [--finetune head|all] [--arms pretrained scratch]
+        [--budgets 100]
 
 Each run (arm, seed) is written to <out_dir>/runs/<arm>_seed<N>.json as it finishes and skipped when it is
 already there, so an interrupted measurement resumes, and two processes can run the two arms side by side;
@@ -43,11 +44,17 @@ def parse_args(argv=None):
     p.add_argument('--bn_sweeps', type=int, default=4, help='finetune=head: unlabelled training sweeps added to the BN recalibration')
     p.add_argument('--max_val', type=int, default=None, help='use at most this many val sweeps')
     p.add_argument('--out_dir', default=None, help='default output/det_probe/<cfg name>')
+    p.add_argument('--budgets', type=int, nargs='+', default=[],
+                   help='also report these evaluated iterations as shorter fine-tuning budgets (the LR is constant and '
+                        'each iteration draws its own batch, so iteration N of a longer run is an N-iteration run)')
     p.add_argument('--report_only', action='store_true', help='only summarise the runs already in out_dir')
     args = p.parse_args(argv)
     for name in ('iterations', 'eval_every', 'batch_size'):
         if getattr(args, name) < 1:
             p.error(f'--{name} must be at least 1')
+    for budget in args.budgets:
+        if budget % args.eval_every or not 0 < budget <= args.iterations:
+            p.error(f'--budgets {budget}: not an evaluated iteration (a multiple of --eval_every up to --iterations)')
     if not 0 < args.label_fraction <= 1:
         p.error('--label_fraction must be in (0, 1]')
     if 'pretrained' in args.arms and not args.report_only:
@@ -73,33 +80,57 @@ def write_json(path: Path, data):
 
 
 def summarise(runs: list) -> dict:
-    """Per arm: seeds and mean / std (sample, ddof 1) of each final metric and of the learning curve."""
+    """Per arm: seeds, and per evaluated iteration (`at`; `final` is the last) the mean / std (sample, ddof 1) and
+    per-seed values of each metric; the learning curve's mean / std."""
     summary = {}
     for arm in ARMS:
         mine = sorted((r for r in runs if r['arm'] == arm), key=lambda r: r['seed'])
         if not mine:
             continue
         iterations = sorted({int(i) for r in mine for i in r['curve']})
-        entry = {'seeds': [r['seed'] for r in mine], 'iterations': iterations, 'final': {}, 'curve': {},
+        entry = {'seeds': [r['seed'] for r in mine], 'iterations': iterations, 'at': {}, 'curve': {},
                  'seconds': float(np.mean([r['seconds'] for r in mine]))}
         for metric in METRICS:
-            final = np.array([r['final'][metric] for r in mine], dtype=np.float64)
-            entry['final'][metric] = {'mean': float(final.mean()), 'std': float(final.std(ddof=1)) if len(final) > 1 else 0.0,
-                                      'values': final.tolist()}
-            per_it = np.array([[r['curve'].get(str(i), {}).get(metric, np.nan) for i in iterations] for r in mine])
+            per_it = np.array([[r['curve'].get(str(i), {}).get(metric, np.nan) for i in iterations] for r in mine],
+                              dtype=np.float64)
+            for column, it in zip(per_it.T, iterations):
+                entry['at'].setdefault(str(it), {})[metric] = {
+                    'mean': float(column.mean()), 'std': float(column.std(ddof=1)) if len(column) > 1 else 0.0,
+                    'values': column.tolist()}
             entry['curve'][metric] = {'mean': np.nanmean(per_it, 0).tolist(),
                                       'std': (np.nanstd(per_it, 0, ddof=1) if len(mine) > 1 else 0 * per_it[0]).tolist()}
+        entry['final'] = entry['at'][str(iterations[-1])]
         summary[arm] = entry
     return summary
 
 
-def markdown_table(summary: dict) -> str:
+def markdown_table(summary: dict, iteration: int = None) -> str:
+    """Mean ± std over seeds at `iteration` (default: the last)."""
     header = '| backbone | seeds | ' + ' | '.join(METRICS) + ' |\n|' + ' --- |' * (len(METRICS) + 2) + '\n'
     rows = []
     for arm, entry in summary.items():
-        cells = [f"{entry['final'][m]['mean']:.3f} ± {entry['final'][m]['std']:.3f}" for m in METRICS]
+        at = entry['final'] if iteration is None else entry['at'][str(iteration)]
+        cells = [f"{at[m]['mean']:.3f} ± {at[m]['std']:.3f}" for m in METRICS]
         rows.append(f"| {ARMS[arm]} | {len(entry['seeds'])} | " + ' | '.join(cells) + ' |')
     return header + '\n'.join(rows) + '\n'
+
+
+def gap_lines(summary: dict, iteration: int) -> list:
+    """Per metric: pretrained minus scratch (means), whether that gap exceeds the seed spread (the larger std of the
+    two arms), and on how many seeds pretrained is ahead (the arms share each seed's labelled sweeps and batches)."""
+    if not {'pretrained', 'scratch'} <= set(summary):
+        return []
+    lines = []
+    for metric in METRICS:
+        pre, scr = (summary[arm]['at'][str(iteration)][metric] for arm in ('pretrained', 'scratch'))
+        gap, spread = pre['mean'] - scr['mean'], max(pre['std'], scr['std'])
+        pairs = [(p, s) for seed, p in zip(summary['pretrained']['seeds'], pre['values'])
+                 for other, s in zip(summary['scratch']['seeds'], scr['values']) if seed == other]
+        ahead = sum(p > s for p, s in pairs)
+        lines.append(f"- {metric}: gap {gap:+.3f}, seed spread {spread:.3f}: "
+                     f"{'exceeds' if abs(gap) > spread else 'within'} the spread; pretrained ahead on "
+                     f"{ahead}/{len(pairs)} seeds")
+    return lines
 
 
 def plot_curves(runs: list, summary: dict, path: Path, title: str):
@@ -167,9 +198,13 @@ def main(argv=None):
     title = (f"{first['settings']['finetune']} fine-tuning, {first['labelled_sweeps']} labelled sweeps, "
              f"{first['val_sweeps']} val sweeps ({first['val_cars']} cars), {first['settings']['iterations']} iterations")
     plot_curves(runs, summary, out_dir / 'curves.png', title)
-    table = markdown_table(summary)
-    (out_dir / 'table.md').write_text(f'{title}\n\n{table}')
-    print(f'{title}\n{table}curves: {out_dir / "curves.png"}')
+    report = ''
+    for iteration in sorted(set(args.budgets) | {first['settings']['iterations']}):
+        if all(str(iteration) in entry['at'] for entry in summary.values()):
+            report += (f'\nafter {iteration} iterations:\n\n{markdown_table(summary, iteration)}\n'
+                       + ''.join(line + '\n' for line in gap_lines(summary, iteration)))
+    (out_dir / 'table.md').write_text(f'{title}\n{report}')
+    print(f'{title}\n{report}\ncurves: {out_dir / "curves.png"}')
     return summary
 
 

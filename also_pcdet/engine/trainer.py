@@ -220,10 +220,12 @@ class Trainer:
                            f'allows; first: {location}: {reason}')
 
     # ----- epochs -----
-    def fit(self, total_epochs: int, save_every_iters: int = 0):
-        """Train until `total_epochs` epochs are done, starting from the current (possibly resumed) state."""
+    def fit(self, total_epochs: int, save_every_iters: int = 0, schedule_epochs: int = None):
+        """Train until `total_epochs` epochs are done, starting from the current (possibly resumed) state. The LR
+        schedule spans `schedule_epochs` (default `total_epochs`): a run fit epoch by epoch passes its full length."""
         self.total_epochs = total_epochs
-        self.total_iters = total_epochs * math.ceil(self.loader.sampler.per_rank / self.loader.batch_size)
+        self.total_iters = (schedule_epochs or total_epochs) * math.ceil(self.loader.sampler.per_rank
+                                                                         / self.loader.batch_size)
         self._run_epochs(total_epochs, save_every_iters)  # the caller's torch threads (spconv_compat: exact)
 
     def _run_epochs(self, total_epochs: int, save_every_iters: int):
