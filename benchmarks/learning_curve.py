@@ -205,12 +205,15 @@ def main(argv=None):
     cfg_from_list(['DATA_CONFIG.DATA_PATH', str(args.data)], cfg)
     out, start = Path(args.out), time.time()
     command = ' '.join(['python benchmarks/learning_curve.py', *(argv or sys.argv[1:])])
+    box = cfg.DATA_CONFIG.POINT_CLOUD_RANGE
+    setting = (f"box {box[3] - box[0]:g} x {box[4] - box[1]:g} m, {cfg.DATA_CONFIG.QUERIES.NUM_QUERIES} queries a sweep, "
+               f"{cfg.OPTIMIZATION.get('LR_SCHEDULE', 'constant')} LR {cfg.OPTIMIZATION.LR:g}")
 
     def report(result):
         result.update(command=command, minutes=(time.time() - start) / 60)
         (out / 'curve.json').write_text(json.dumps(result, indent=1))
         title = (f"{Path(args.cfg_file).name}{' + ' + Path(args.detector_cfg).name if args.detector_cfg else ''}: "
-                 f"{result['train_sweeps']} train / {result['val_sweeps']} val synthetic sweeps, batch "
+                 f"{result['train_sweeps']} train / {result['val_sweeps']} val synthetic sweeps, {setting}, batch "
                  f"{result['batch']}, {result['s_per_iteration']:.2f} s/iteration on {result['threads']} CPU thread(s)")
         plot(result, out / 'curve.png', title)
         if args.png:

@@ -85,6 +85,7 @@ def train_args(data, out_root, *flags):
             'DATA_CONFIG.DATA_PATH', str(data), 'DATA_CONFIG.SAMPLE_INTERVAL.train', '4']
 
 
+@pytest.mark.slow
 def test_an_unreadable_only_checkpoint_stops_the_run_unless_fresh_start(synthetic_kitti, tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     ckpt_dir = run_dir(tmp_path) / 'ckpt'

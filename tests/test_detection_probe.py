@@ -2,6 +2,7 @@
 steps of both fine-tuning modes on the synthetic KITTI labels (an evaluated iteration of a longer run is the shorter
 run), and tools/det_probe.py's report: mean ± std per budget and the gap against the seed spread."""
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -15,6 +16,9 @@ from also_pcdet.engine.detection_probe import (BevGrid, flip_y, labelled_subset,
                                                run_detection_probe)
 from conftest import REPO, tiny_cfg
 from tools import det_probe
+
+sys.path.insert(0, str(REPO / 'benchmarks'))
+import label_efficiency  # noqa: E402
 
 
 def test_targets_decode_to_the_boxes_and_score_ap_one(tiny_config):
@@ -85,17 +89,25 @@ def test_probe_trains_a_few_steps(synthetic_kitti, finetune):
         assert shorter['loss'] == result['loss'][:1]
 
 
-def test_det_probe_report_states_each_budget_and_the_gap_against_the_seed_spread(tmp_path, capsys):
-    values = {('pretrained', 100): [0.5, 0.6, 0.7], ('scratch', 100): [0.3, 0.4, 0.5],
-              ('pretrained', 200): [0.60, 0.62, 0.70], ('scratch', 200): [0.58, 0.66, 0.65]}
-    (tmp_path / 'runs').mkdir()
+def write_runs(out_dir, values: dict, fraction: float, labelled: int):
+    """det_probe run files whose every metric at iteration `it` of `arm` and seed k is values[arm, it][k]."""
+    (out_dir / 'runs').mkdir(parents=True)
     for arm in ('pretrained', 'scratch'):
         for seed in range(3):
             curve = {str(it): dict.fromkeys(det_probe.METRICS, values[arm, it][seed]) for it in (100, 200)}
             run = {'arm': arm, 'seed': seed, 'curve': curve, 'final': curve['200'], 'loss': [1.0, 0.5],
-                   'labelled_sweeps': 6, 'val_sweeps': 10, 'val_cars': 9, 'seconds': 1.0,
-                   'settings': {'finetune': 'all', 'iterations': 200, 'eval_every': 100}}
-            (tmp_path / 'runs' / f'{arm}_seed{seed}.json').write_text(json.dumps(run))
+                   'labelled_sweeps': labelled, 'val_sweeps': 10, 'val_cars': 9, 'seconds': 1.0,
+                   'settings': {'finetune': 'all', 'iterations': 200, 'eval_every': 100, 'label_fraction': fraction,
+                                'batch_size': 2, 'lr': 1e-3}}
+            (out_dir / 'runs' / f'{arm}_seed{seed}.json').write_text(json.dumps(run))
+
+
+VALUES = {('pretrained', 100): [0.5, 0.6, 0.7], ('scratch', 100): [0.3, 0.4, 0.5],
+          ('pretrained', 200): [0.60, 0.62, 0.70], ('scratch', 200): [0.58, 0.66, 0.65]}
+
+
+def test_det_probe_report_states_each_budget_and_the_gap_against_the_seed_spread(tmp_path, capsys):
+    write_runs(tmp_path, VALUES, 0.02, 6)
     summary = det_probe.main(['--cfg_file', str(REPO / 'cfgs' / 'also_pretrain_demo.yaml'), '--report_only',
                               '--iterations', '200', '--eval_every', '100', '--budgets', '100',
                               '--out_dir', str(tmp_path)])
@@ -111,3 +123,18 @@ def test_det_probe_report_states_each_budget_and_the_gap_against_the_seed_spread
     assert (tmp_path / 'curves.png').read_bytes()[:4] == b'\x89PNG'
     with pytest.raises(SystemExit):
         det_probe.parse_args(['--cfg_file', 'x.yaml', '--iterations', '200', '--eval_every', '100', '--budgets', '150'])
+
+
+def test_label_efficiency_table_and_picture_over_fractions(tmp_path):
+    write_runs(tmp_path / 'small', VALUES, 0.02, 6)
+    write_runs(tmp_path / 'large', {key: [v + 0.1 for v in value] for key, value in VALUES.items()}, 0.1, 30)
+    text = label_efficiency.main([str(tmp_path / 'large'), str(tmp_path / 'small'), '--budgets', '100', '200',
+                                  '--metrics', 'bev_ap_0.5', '--png', str(tmp_path / 'le.png')])
+    rows = [line for line in text.splitlines() if line.startswith('| 6 ') or line.startswith('| 30 ')]
+    assert rows == ['| 6 (2%) | 100 | bev_ap_0.5 | 0.600 ± 0.100 | 0.400 ± 0.100 | +0.200 | 0.100 | yes | 3/3 |',
+                    '| 6 (2%) | 200 | bev_ap_0.5 | 0.640 ± 0.053 | 0.630 ± 0.044 | +0.010 | 0.053 | no | 2/3 |',
+                    '| 30 (10%) | 100 | bev_ap_0.5 | 0.700 ± 0.100 | 0.500 ± 0.100 | +0.200 | 0.100 | yes | 3/3 |',
+                    '| 30 (10%) | 200 | bev_ap_0.5 | 0.740 ± 0.053 | 0.730 ± 0.044 | +0.010 | 0.053 | no | 2/3 |']
+    assert (tmp_path / 'le.png').read_bytes()[:4] == b'\x89PNG'
+    with pytest.raises(SystemExit):   # a budget that was not evaluated
+        label_efficiency.main([str(tmp_path / 'small'), '--budgets', '150'])

@@ -61,6 +61,7 @@ def test_out_of_range_sampling_is_deterministic_under_the_seed(synthetic_kitti):
     assert not np.array_equal(a['queries'], c['queries'])
 
 
+@pytest.mark.slow
 def test_out_of_range_rays_reaching_the_box_are_never_missed():
     """Every hit with a point of its segment (origin to BAND behind the hit) inside the box is kept by the
     bound; KITTI's rear half (the box starts at the sensor) is not."""

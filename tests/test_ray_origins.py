@@ -30,6 +30,7 @@ def off_ray(queries, origins, hits):
     return np.linalg.norm(rel - along * unit, axis=2)
 
 
+@pytest.mark.slow
 def test_queries_start_at_their_own_sensor_and_skip_unknown_origins():
     points, index = three_lidar_points(np.random.default_rng(0))
     q = sample_queries(points[:, :3], points[:, 3], TABLE, 3000, 0.1, np.random.default_rng(1), index)

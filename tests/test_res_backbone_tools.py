@@ -55,6 +55,7 @@ def synthetic_waymo(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_evaluate_and_visualize_the_shipped_waymo_config(synthetic_waymo, tmp_path, capsys):
     cfg_file = REPO / 'cfgs' / 'also_pretrain_waymo.yaml'
     overrides = ['DATA_CONFIG.DATA_PATH', str(synthetic_waymo), *WAYMO_SMALL]

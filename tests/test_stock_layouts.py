@@ -36,7 +36,7 @@ def test_state_dict_equals_openpcdet(name):
 def test_bev_stride_equals_openpcdet(name, one_thread):
     """One forward on a small crop of the config's grid (its own voxel size and height)."""
     entry = stock_configs()[name]
-    cells = 16 * max(int(entry['bev_stride']), 4)
+    cells = 8 * max(int(entry['bev_stride']), 4)
     pc_range = crop(entry, cells)
     model = build_stock(entry, POINT_CLOUD_RANGE=pc_range)
     batch = synthetic_batch(entry, pc_range)

@@ -48,6 +48,7 @@ def test_visualize_writes_png(synthetic_kitti, tmp_path):
                    '--set', *TINY_OVERRIDES, 'DATA_CONFIG.DATA_PATH', str(synthetic_kitti)])
 
 
+@pytest.mark.slow
 def test_visualize_colours_waymo_queries_by_lidar(tmp_path):
     """On a Waymo frame a third column shows the queries coloured by the lidar each was cast from."""
     import numpy as np

@@ -8,7 +8,9 @@ learning curves as a PNG. Needs KITTI labels (training/label_2, calib): tools/ma
 
 Each run (arm, seed) is written to <out_dir>/runs/<arm>_seed<N>.json as it finishes and skipped when it is
 already there, so an interrupted measurement resumes, and two processes can run the two arms side by side;
-the report (summary.json, curves.png, a Markdown table) covers every run in <out_dir>/runs.
+the report (summary.json, curves.png, table.md: mean ± std at the last iteration and at each of --budgets, and the
+gap between the arms against the seed spread) covers every run in <out_dir>/runs. benchmarks/label_efficiency.py
+puts several label fractions side by side.
 """
 import argparse
 import json
@@ -115,21 +117,26 @@ def markdown_table(summary: dict, iteration: int = None) -> str:
     return header + '\n'.join(rows) + '\n'
 
 
+def gap(summary: dict, iteration: int, metric: str) -> dict:
+    """Pretrained minus scratch at `iteration` (means), the seed spread (the larger sample std of the two arms), and
+    the seeds on which pretrained is ahead (the arms share each seed's labelled sweeps and batches)."""
+    pre, scr = (summary[arm]['at'][str(iteration)][metric] for arm in ('pretrained', 'scratch'))
+    seeds = dict(zip(summary['scratch']['seeds'], scr['values']))
+    pairs = [(value, seeds[seed]) for seed, value in zip(summary['pretrained']['seeds'], pre['values']) if seed in seeds]
+    return {'gap': pre['mean'] - scr['mean'], 'spread': max(pre['std'], scr['std']),
+            'ahead': sum(p > s for p, s in pairs), 'paired': len(pairs)}
+
+
 def gap_lines(summary: dict, iteration: int) -> list:
-    """Per metric: pretrained minus scratch (means), whether that gap exceeds the seed spread (the larger std of the
-    two arms), and on how many seeds pretrained is ahead (the arms share each seed's labelled sweeps and batches)."""
+    """One line per metric: the gap, whether it exceeds the seed spread, and on how many seeds pretrained is ahead."""
     if not {'pretrained', 'scratch'} <= set(summary):
         return []
     lines = []
     for metric in METRICS:
-        pre, scr = (summary[arm]['at'][str(iteration)][metric] for arm in ('pretrained', 'scratch'))
-        gap, spread = pre['mean'] - scr['mean'], max(pre['std'], scr['std'])
-        pairs = [(p, s) for seed, p in zip(summary['pretrained']['seeds'], pre['values'])
-                 for other, s in zip(summary['scratch']['seeds'], scr['values']) if seed == other]
-        ahead = sum(p > s for p, s in pairs)
-        lines.append(f"- {metric}: gap {gap:+.3f}, seed spread {spread:.3f}: "
-                     f"{'exceeds' if abs(gap) > spread else 'within'} the spread; pretrained ahead on "
-                     f"{ahead}/{len(pairs)} seeds")
+        g = gap(summary, iteration, metric)
+        lines.append(f"- {metric}: gap {g['gap']:+.3f}, seed spread {g['spread']:.3f}: "
+                     f"{'exceeds' if abs(g['gap']) > g['spread'] else 'within'} the spread; pretrained ahead on "
+                     f"{g['ahead']}/{g['paired']} seeds")
     return lines
 
 
@@ -193,7 +200,9 @@ def main(argv=None):
     if not runs:
         raise SystemExit(f'no runs in {out_dir / "runs"}')
     summary = summarise(runs)
-    write_json(out_dir / 'summary.json', {'settings': runs[0]['settings'], 'arms': summary})
+    write_json(out_dir / 'summary.json', {'settings': runs[0]['settings'], 'labelled_sweeps': runs[0]['labelled_sweeps'],
+                                          'val_sweeps': runs[0]['val_sweeps'], 'val_cars': runs[0]['val_cars'],
+                                          'arms': summary})
     first = runs[0]
     title = (f"{first['settings']['finetune']} fine-tuning, {first['labelled_sweeps']} labelled sweeps, "
              f"{first['val_sweeps']} val sweeps ({first['val_cars']} cars), {first['settings']['iterations']} iterations")
