@@ -97,14 +97,10 @@ def patch_cpu_scatter_add():
         return
 
     def scatter_add_cpu(out, buffer, indices):
-        threads = torch.get_num_threads()
-        if threads == 1:
+        if torch.get_num_threads() == 1:   # the usual case: no thread count to change and restore
             return original(out, buffer, indices)
-        torch.set_num_threads(1)
-        try:
+        with torch_threads(1):
             return original(out, buffer, indices)
-        finally:
-            torch.set_num_threads(threads)
 
     scatter_add_cpu.single_threaded, scatter_add_cpu.original = True, original
     SpconvOps.scatter_add_cpu = staticmethod(scatter_add_cpu)

@@ -50,7 +50,7 @@ def table(found, budgets, metrics) -> str:
                 g = gap(summary, budget, metric)
                 rows.append(f"| {labelled} ({fraction:.0%}) | {budget} | {metric} | "
                             + ' | '.join(f"{a['mean']:.3f} ± {a['std']:.3f}" for a in arms)
-                            + f" | {g['gap']:+.3f} | {g['spread']:.3f} | {'yes' if abs(g['gap']) > g['spread'] else 'no'}"
+                            + f" | {g['gap']:+.3f} | {g['spread']:.3f} | {'yes' if g['exceeds'] else 'no'}"
                             f" | {g['ahead']}/{g['paired']} |")
     return '\n'.join(rows) + '\n'
 

@@ -118,12 +118,14 @@ def markdown_table(summary: dict, iteration: int = None) -> str:
 
 
 def gap(summary: dict, iteration: int, metric: str) -> dict:
-    """Pretrained minus scratch at `iteration` (means), the seed spread (the larger sample std of the two arms), and
-    the seeds on which pretrained is ahead (the arms share each seed's labelled sweeps and batches)."""
+    """Pretrained minus scratch at `iteration` (means), the seed spread (the larger sample std of the two arms),
+    whether the gap exceeds it, and the seeds on which pretrained is ahead (the arms share each seed's labelled
+    sweeps and batches)."""
     pre, scr = (summary[arm]['at'][str(iteration)][metric] for arm in ('pretrained', 'scratch'))
     seeds = dict(zip(summary['scratch']['seeds'], scr['values']))
     pairs = [(value, seeds[seed]) for seed, value in zip(summary['pretrained']['seeds'], pre['values']) if seed in seeds]
-    return {'gap': pre['mean'] - scr['mean'], 'spread': max(pre['std'], scr['std']),
+    difference, spread = pre['mean'] - scr['mean'], max(pre['std'], scr['std'])
+    return {'gap': difference, 'spread': spread, 'exceeds': abs(difference) > spread,
             'ahead': sum(p > s for p, s in pairs), 'paired': len(pairs)}
 
 
@@ -135,7 +137,7 @@ def gap_lines(summary: dict, iteration: int) -> list:
     for metric in METRICS:
         g = gap(summary, iteration, metric)
         lines.append(f"- {metric}: gap {g['gap']:+.3f}, seed spread {g['spread']:.3f}: "
-                     f"{'exceeds' if abs(g['gap']) > g['spread'] else 'within'} the spread; pretrained ahead on "
+                     f"{'exceeds' if g['exceeds'] else 'within'} the spread; pretrained ahead on "
                      f"{g['ahead']}/{g['paired']} seeds")
     return lines
 
